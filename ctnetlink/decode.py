@@ -1,0 +1,301 @@
+"""Fast decoding of ctnetlink messages into :class:`Flow` / :class:`Expect` objects.
+
+The kernel emits entries of a table in a handful of layouts ("shapes": the same
+attributes in the same order with the same sizes). The first message of a shape is
+walked attribute by attribute and compiled into one ``struct`` format covering the
+whole message body (attribute headers included) plus a generated builder function;
+every later message of that shape is decoded by a single ``unpack_from``, a check that
+all attribute headers are the expected ones, and the builder. The per-attribute
+formats come from the construct declarations in :mod:`ctnetlink.schema` (through
+``_compiled``). Malformed input raises :class:`~nfnl.errors.NetlinkDecodeError`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import operator
+import struct
+from typing import Any, Callable
+
+from nfnl.errors import NetlinkDecodeError
+
+from . import _compiled as C
+from .fields import field_of
+from .model import Expect, Flow, Tuple
+
+_HDR = struct.Struct("=HH")
+_HDR_BE = struct.Struct(">I")
+MAX_DEPTH = 8
+MAX_SHAPES = 4096
+
+_ip_cache: dict[bytes, Any] = {}
+
+
+def _ip(b: bytes):
+    a = _ip_cache.get(b)
+    if a is None:
+        if len(_ip_cache) > 200_000:
+            _ip_cache.clear()
+        a = _ip_cache[b] = (ipaddress.IPv4Address(b) if len(b) == 4 else ipaddress.IPv6Address(b))
+    return a
+
+
+def _str(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("utf8", "replace")
+
+
+def _labels(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _host_int(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def _record_maker(cls: type) -> Callable[..., Any]:
+    """A positional constructor that assigns every slot without validation."""
+    slots = cls.__slots__
+    args = ", ".join(slots)
+    body = "".join(f"    o.{s} = {s}\n" for s in slots)
+    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    exec(src, ns)  # noqa: S102 - generated from __slots__ only
+    return ns["make"]
+
+
+_MAKERS: dict[type, Callable[..., Any]] = {}
+
+
+def maker(cls: type) -> Callable[..., Any]:
+    m = _MAKERS.get(cls)
+    if m is None:
+        m = _MAKERS[cls] = _record_maker(cls)
+    return m
+
+
+class Shape:
+    """A compiled message layout: struct, header check and builder."""
+
+    __slots__ = ("struct", "check", "expected", "build", "size", "leaves")
+
+    def __init__(self, st: struct.Struct, check, expected: tuple, build, leaves: dict) -> None:
+        self.struct = st
+        self.check = check
+        self.expected = expected
+        self.build = build
+        self.size = st.size
+        self.leaves = leaves
+
+
+def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise NetlinkDecodeError("attributes nested too deeply", off)
+    spec = C.ATTRS.get(set_name, {}) if set_name else {}
+    while off < end:
+        if end - off < 4:
+            raise NetlinkDecodeError("truncated attribute header", off)
+        ln, rtype = _HDR.unpack_from(buf, off)
+        if ln < 4 or off + ln > end:
+            raise NetlinkDecodeError(f"bad attribute length {ln}", off)
+        atype = rtype & 0x3FFF
+        padded = (ln + 3) & ~3
+        if off + padded > end:
+            padded = end - off  # tolerate a missing final pad only at the very end
+        info = spec.get(atype)
+        (hdr_word,) = _HDR_BE.unpack_from(buf, off)
+        if info is None:
+            out.append(("raw", path + (atype,), hdr_word, ln - 4, padded - ln))
+        elif info[1] == "nested":
+            out.append(("nest", path + (info[0],), hdr_word, 0, 0))
+            _walk(buf, off + 4, off + ln, info[3], path + (info[0],), out, depth + 1)
+            if padded > ln:
+                out.append(("pad", None, None, 0, padded - ln))
+        else:
+            name, kind, fmt, _ = info
+            size = ln - 4
+            if fmt is not None:
+                want = struct.calcsize(fmt)
+                if want != size:
+                    raise NetlinkDecodeError(f"{name} has {size} bytes, expected {want}", off)
+            out.append(("leaf", path + (name,), hdr_word, size, padded - ln, kind, fmt))
+        off += padded
+
+
+def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
+    """Compile the layout of the message body ``buf[body:end]``."""
+    out: list = []
+    root = "ctattr_expect" if expect else "ctattr_type"
+    _walk(buf, body, end, root, (), out, 0)
+    fmt = [">"]
+    hdr_idx: list[int] = []
+    expected: list[int] = []
+    leaves: dict[tuple, tuple[int, str, int]] = {}
+    raws: list[tuple[int, int]] = []
+    i = 0
+    for entry in out:
+        kind0 = entry[0]
+        if kind0 == "pad":
+            fmt.append(f"{entry[4]}x")
+            continue
+        fmt.append("I")
+        hdr_idx.append(i)
+        expected.append(entry[2])
+        i += 1
+        size, pad = entry[3], entry[4]
+        if kind0 == "nest":
+            continue
+        if kind0 == "raw":
+            if len(entry[1]) == 1:
+                raws.append((entry[1][0], i))
+            fmt.append(f"{size}s")
+            i += 1
+        else:
+            kind, lfmt = entry[5], entry[6]
+            if lfmt is None or kind in ("u16h", "u32h", "u64h"):
+                fmt.append(f"{size}s")
+                leaves[entry[1]] = (i, kind if lfmt is None else "hostint", 1)
+                i += 1
+            elif kind == "flag":
+                leaves[entry[1]] = (i, "flag", 0)
+            else:
+                code = lfmt[1:] if lfmt[0] in "<>=!" else lfmt
+                n = len(struct.unpack(">" + code, bytes(struct.calcsize(">" + code))))
+                fmt.append(code)
+                leaves[entry[1]] = (i, kind, n)
+                i += n
+        if pad:
+            fmt.append(f"{pad}x")
+    st = struct.Struct("".join(fmt))
+    if st.size != end - body:
+        raise NetlinkDecodeError("attribute layout does not cover the message", body)
+    check = operator.itemgetter(*hdr_idx) if len(hdr_idx) > 1 else (
+        (lambda v, _i=hdr_idx[0]: (v[_i],)) if hdr_idx else (lambda v: ()))
+    build = _make_builder(leaves, raws, expect)
+    return Shape(st, check, tuple(expected), build, leaves)
+
+
+def _value_expr(kind: str, idx: int, n: int) -> str:
+    if kind in ("ipv4", "ipv6"):
+        return f"_ip(v[{idx}])"
+    if kind == "string":
+        return f"_str(v[{idx}])"
+    if kind == "hostint":
+        return f"_host_int(v[{idx}])"
+    if kind == "flag":
+        return "True"
+    if kind == "struct":
+        return "(" + ", ".join(f"v[{idx + k}]" for k in range(n)) + ",)"
+    return f"v[{idx}]"
+
+
+def _make_builder(leaves: dict, raws: list, expect: bool):
+    root_cls = Expect if expect else Flow
+    top: dict[str, str] = {}
+    records: dict[str, tuple[type, dict[str, str]]] = {}
+    unknown: list[str] = []
+    for path, (idx, kind, n) in leaves.items():
+        where = field_of(path, expect)
+        if where is None:
+            if len(path) == 1:
+                unknown.append(f"({C_TYPE[path[0]]}, v[{idx}])" if path[0] in C_TYPE else "")
+            continue
+        slot, cls, fld = where
+        expr = _value_expr(kind, idx, n)
+        if slot == "labels" or slot == "labels_mask":
+            top[slot] = f"_labels(v[{idx}])"
+            if slot == "labels":
+                top["labels_size"] = f"len(v[{idx}])"
+            continue
+        if cls is None:
+            top[slot] = expr
+        else:
+            records.setdefault(slot, (cls, {}))[1][fld] = expr
+    for atype, idx in raws:
+        unknown.append(f"({atype}, v[{idx}])")
+    unknown = [u for u in unknown if u]
+    ns: dict[str, Any] = {"_ip": _ip, "_str": _str, "_labels": _labels, "_host_int": _host_int}
+    lines = ["def build(v, family):"]
+    for slot, (cls, fields) in records.items():
+        mk = f"_mk_{cls.__name__}"
+        ns[mk] = maker(cls)
+        args = ", ".join(fields.get(s, "None") for s in cls.__slots__)
+        lines.append(f"    {slot} = {mk}({args})")
+        top[slot] = slot
+    if unknown:
+        top["unknown"] = "(" + ", ".join(unknown) + ",)"
+    top["family"] = "family"
+    ns["_mk_root"] = maker(root_cls)
+    args = ", ".join(top.get(s, "None") for s in root_cls.__slots__)
+    lines.append(f"    return _mk_root({args})")
+    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the schema tables
+    return ns["build"]
+
+
+C_TYPE = {info[0]: t for t, info in C.ATTRS["ctattr_type"].items()}
+C_TYPE.update({info[0]: t for t, info in C.ATTRS["ctattr_expect"].items()})
+
+
+class Decoder:
+    """Decodes messages of one kind (conntrack entries or expectations), caching shapes."""
+
+    def __init__(self, expect: bool = False) -> None:
+        self.expect = expect
+        self._shapes: dict[int, list[Shape]] = {}
+
+    def shape(self, buf, off: int, ln: int) -> Shape:
+        body = off + 20
+        if ln < 20:
+            raise NetlinkDecodeError("truncated nfnetlink message", off)
+        cands = self._shapes.get(ln)
+        if cands:
+            for sh in cands:
+                v = sh.struct.unpack_from(buf, body)
+                if sh.check(v) == sh.expected:
+                    return sh
+        sh = compile_shape(buf, body, off + ln, self.expect)
+        if sum(len(c) for c in self._shapes.values()) > MAX_SHAPES:
+            self._shapes.clear()
+        self._shapes.setdefault(ln, []).append(sh)
+        return sh
+
+    def decode(self, buf, off: int, ln: int, family: int | None = None):
+        """Decode the message at ``buf[off:off+ln]`` (header included)."""
+        if family is None:
+            family = buf[off + 16]
+        cands = self._shapes.get(ln)
+        if cands:
+            body = off + 20
+            for sh in cands:
+                v = sh.struct.unpack_from(buf, body)
+                if sh.check(v) == sh.expected:
+                    return sh.build(v, family)
+        sh = self.shape(buf, off, ln)
+        return sh.build(sh.struct.unpack_from(buf, off + 20), family)
+
+
+_flow_decoder = Decoder(False)
+_expect_decoder = Decoder(True)
+
+
+def decode_flow(msg: bytes | memoryview, off: int = 0, ln: int | None = None) -> Flow:
+    """Decode one conntrack message (nlmsghdr + nfgenmsg + attributes) into a Flow."""
+    if ln is None:
+        if len(msg) - off < 16:
+            raise NetlinkDecodeError("truncated netlink header", off)
+        (ln,) = struct.unpack_from("=I", msg, off)
+        if ln > len(msg) - off:
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+    return _flow_decoder.decode(msg, off, ln)
+
+
+def decode_expect(msg: bytes | memoryview, off: int = 0, ln: int | None = None) -> Expect:
+    """Decode one expectation message into an Expect."""
+    if ln is None:
+        if len(msg) - off < 16:
+            raise NetlinkDecodeError("truncated netlink header", off)
+        (ln,) = struct.unpack_from("=I", msg, off)
+        if ln > len(msg) - off:
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+    return _expect_decoder.decode(msg, off, ln)
+
+
+__all__ = ["Decoder", "decode_flow", "decode_expect", "Tuple"]

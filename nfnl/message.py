@@ -1,0 +1,188 @@
+"""Netlink message framing: split datagrams into messages, build requests, read errors.
+
+Pure functions over bytes (sans-IO). A datagram holds one or more messages, each a
+``struct nlmsghdr`` (16 bytes, host order) followed by its payload, padded to 4 bytes.
+nfnetlink messages start their payload with ``struct nfgenmsg`` (4 bytes).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from . import _compiled as C
+from .codec import AttrList, decode_attrs
+from .constants import (
+    NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE, NLMSG_NOOP,
+    NLMSG_OVERRUN,
+)
+from .errors import NetlinkDecodeError
+
+NLMSGHDR = struct.Struct(C.NLMSGHDR_FMT)
+NFGENMSG = struct.Struct(C.NFGENMSG_FMT)
+NLMSGERR_ERRNO = struct.Struct("=i")
+NLMSG_HDRLEN = NLMSGHDR.size
+NFNL_HDRLEN = NLMSG_HDRLEN + NFGENMSG.size
+
+_ERRNO_AND_HDR = struct.Struct("=i" + C.NLMSGHDR_FMT[1:])
+
+
+def nlmsg_align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def iter_messages(buf: bytes | memoryview) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """Yield (offset, length, type, flags, seq, pid) for every message in a datagram.
+
+    Raises :class:`NetlinkDecodeError` on a truncated header or a length that is too
+    small or runs past the datagram.
+    """
+    off = 0
+    end = len(buf)
+    unpack = NLMSGHDR.unpack_from
+    while off < end:
+        if end - off < NLMSG_HDRLEN:
+            raise NetlinkDecodeError("truncated netlink header", off)
+        ln, mtype, flags, seq, pid = unpack(buf, off)
+        if ln < NLMSG_HDRLEN or off + ln > end:
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+        yield off, ln, mtype, flags, seq, pid
+        off += (ln + 3) & ~3
+
+
+def build_message(
+    mtype: int, flags: int, payload: bytes = b"", seq: int = 0, pid: int = 0,
+) -> bytes:
+    """A complete netlink message (header + payload, padded)."""
+    ln = NLMSG_HDRLEN + len(payload)
+    return NLMSGHDR.pack(ln, mtype, flags, seq, pid) + payload + b"\0" * (nlmsg_align(ln) - ln)
+
+
+def build_nfnl(
+    mtype: int, flags: int, family: int, attrs: bytes = b"", seq: int = 0, pid: int = 0,
+    version: int = 0, res_id: int = 0,
+) -> bytes:
+    """A complete nfnetlink message: nlmsghdr + nfgenmsg + attributes."""
+    return build_message(mtype, flags, NFGENMSG.pack(family, version, res_id) + attrs, seq, pid)
+
+
+def set_seq(msg: bytes, seq: int, pid: int | None = None) -> bytes:
+    """A copy of ``msg`` with a new sequence number (and port id)."""
+    ln, mtype, flags, _, old_pid = NLMSGHDR.unpack_from(msg)
+    return NLMSGHDR.pack(ln, mtype, flags, seq, old_pid if pid is None else pid) + msg[NLMSG_HDRLEN:]
+
+
+@dataclass(slots=True)
+class NlError:
+    """Payload of an NLMSG_ERROR message (``errno`` positive, 0 for an ACK)."""
+
+    errno: int
+    request_header: tuple[int, int, int, int, int]
+    request: bytes
+    ext_ack: AttrList = field(default_factory=AttrList)
+
+    @property
+    def message(self) -> str | None:
+        return self.ext_ack.get("NLMSGERR_ATTR_MSG")
+
+
+def parse_error(buf: bytes | memoryview, off: int, ln: int, flags: int) -> NlError:
+    """Decode NLMSG_ERROR at ``buf[off:off+ln]``."""
+    body = off + NLMSG_HDRLEN
+    if ln < NLMSG_HDRLEN + _ERRNO_AND_HDR.size:
+        if ln >= NLMSG_HDRLEN + 4:
+            (err,) = NLMSGERR_ERRNO.unpack_from(buf, body)
+            return NlError(-err, (0, 0, 0, 0, 0), b"")
+        raise NetlinkDecodeError("truncated NLMSG_ERROR", off)
+    err, *hdr = _ERRNO_AND_HDR.unpack_from(buf, body)
+    req_start = body + 4
+    if flags & NLM_F_CAPPED:
+        req_len = NLMSG_HDRLEN
+    else:
+        req_len = min(max(hdr[0], NLMSG_HDRLEN), off + ln - req_start)
+    request = bytes(buf[req_start:req_start + req_len])
+    ext = AttrList()
+    if flags & NLM_F_ACK_TLVS:
+        tlv = req_start + nlmsg_align(req_len)
+        if tlv < off + ln:
+            ext = decode_attrs(C.ATTRS, "nlmsgerr_attrs", buf, tlv, off + ln)
+    return NlError(-err, tuple(hdr), request, ext)
+
+
+CONTROL_NAMES = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE",
+                 NLMSG_OVERRUN: "NLMSG_OVERRUN"}
+
+
+@dataclass(slots=True)
+class Message:
+    """A generically decoded message (tooling, fixtures, pretty printing).
+
+    For nfnetlink messages ``family``/``version``/``res_id`` come from ``nfgenmsg`` and
+    ``attrs`` from the schema registered for the message type; for NLMSG_ERROR
+    ``error`` holds the :class:`NlError`.
+    """
+
+    type: int
+    flags: int
+    seq: int
+    pid: int
+    name: str | None = None
+    family: int | None = None
+    version: int | None = None
+    res_id: int | None = None
+    attrs: AttrList | None = None
+    error: NlError | None = None
+    raw: bytes = b""
+
+    def encode(self, table: Mapping[str, Any] | None = None, set_name: str | None = None) -> bytes:
+        from .codec import encode_attrs
+        if self.attrs is None or self.family is None:
+            return self.raw
+        body = encode_attrs(table or {}, set_name, self.attrs)
+        return build_nfnl(self.type, self.flags, self.family, body, self.seq, self.pid,
+                          self.version or 0, self.res_id or 0)
+
+
+# message registry: (nlmsg_type) -> (name, attribute table, set name). Filled by schemas.
+_REGISTRY: dict[int, tuple[str, Mapping[str, Any], str | None]] = {}
+
+
+def register_message(mtype: int, name: str, table: Mapping[str, Any], set_name: str | None) -> None:
+    _REGISTRY[mtype] = (name, table, set_name)
+
+
+def message_spec(mtype: int) -> tuple[str, Mapping[str, Any], str | None] | None:
+    return _REGISTRY.get(mtype)
+
+
+def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
+    """Decode the message at ``off`` with the registered schema (see ``register_message``)."""
+    ln, mtype, flags, seq, pid = NLMSGHDR.unpack_from(buf, off)
+    if ln < NLMSG_HDRLEN or off + ln > len(buf):
+        raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+    raw = bytes(buf[off:off + ln])
+    if mtype < NLMSG_MIN_TYPE:
+        msg = Message(mtype, flags, seq, pid, CONTROL_NAMES.get(mtype), raw=raw)
+        if mtype == NLMSG_ERROR:
+            msg.error = parse_error(buf, off, ln, flags)
+        return msg
+    spec = _REGISTRY.get(mtype)
+    if ln < NFNL_HDRLEN:
+        raise NetlinkDecodeError("truncated nfgenmsg", off)
+    family, version, res_id = NFGENMSG.unpack_from(buf, off + NLMSG_HDRLEN)
+    name, table, set_name = spec if spec else (None, {}, None)
+    attrs = decode_attrs(table, set_name, buf, off + NFNL_HDRLEN, off + ln)
+    return Message(mtype, flags, seq, pid, name, family, version, res_id, attrs, raw=raw)
+
+
+def decode_datagram(buf: bytes | memoryview) -> list[Message]:
+    return [decode_message(buf, off) for off, *_ in iter_messages(buf)]
+
+
+def encode_message(msg: Message) -> bytes:
+    """Re-encode a decoded message (inverse of :func:`decode_message`)."""
+    if msg.attrs is None or msg.family is None:
+        return msg.raw
+    spec = _REGISTRY.get(msg.type)
+    table, set_name = (spec[1], spec[2]) if spec else ({}, None)
+    return msg.encode(table, set_name)

@@ -1,0 +1,293 @@
+"""The AF_NETLINK socket layer (stdlib ``socket`` only): it moves bytes, nothing more.
+
+:class:`NetlinkSocket` opens a raw netlink socket (``NETLINK_NETFILTER`` by default),
+numbers requests, waits for ACKs, follows dumps across many ``recv`` buffers until
+``NLMSG_DONE``, maps ``NLMSG_ERROR`` to :class:`~nfnl.errors.NetlinkError`, joins
+multicast groups, sizes the receive buffer, counts ``ENOBUFS`` overruns instead of
+dying, works non-blocking for selectors and sends many requests in one datagram.
+Every datagram can be recorded to a pcap (``tap=`` or the ``NFNL_PCAP`` environment
+variable).
+"""
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import socket as _socket
+import struct
+import time
+from typing import Callable, Iterable, Iterator, Protocol
+
+from .constants import (
+    NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_EXT_ACK, NETLINK_NETFILTER,
+    NETLINK_NO_ENOBUFS, NLM_F_ACK, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLMSG_OVERRUN, SO_RCVBUFFORCE, SOL_NETLINK,
+)
+from .errors import DumpInterrupted, NetlinkDecodeError, NetlinkError
+from .message import NLMSGHDR, iter_messages, parse_error
+
+RECV_SIZE = 1 << 16
+"""Receive buffer per ``recv`` call: the kernel caps one dump skb at 32 KiB."""
+
+_LEN_TYPE = struct.Struct("=IH")
+
+
+class Tap(Protocol):
+    """Anything that records datagrams (``nfnl.pcap.PcapWriter`` fits)."""
+
+    def write(self, data: bytes, direction: str, family: int = ..., ts_ns: int | None = ...) -> None: ...
+
+
+_env_tap: Tap | None = None
+
+
+def env_tap() -> Tap | None:
+    """The process-wide tap named by ``NFNL_PCAP`` (opened on first use), or None."""
+    global _env_tap
+    path = os.environ.get("NFNL_PCAP")
+    if not path:
+        return None
+    if _env_tap is None:
+        from .pcap import PcapWriter
+
+        _env_tap = PcapWriter(path)
+    return _env_tap
+
+
+class NetlinkSocket:
+    """A bound netlink socket.
+
+    ``groups`` is an ``nl_groups`` bit mask bound at creation (groups 1..32);
+    ``rcvbuf`` asks for a receive buffer size (``SO_RCVBUFFORCE`` when allowed, else
+    ``SO_RCVBUF``). ``overruns`` counts ``ENOBUFS`` errors seen by :meth:`recv`.
+    """
+
+    def __init__(
+        self, protocol: int = NETLINK_NETFILTER, groups: int = 0, *, rcvbuf: int | None = None,
+        nonblocking: bool = False, no_enobufs: bool = False, ext_ack: bool = False,
+        tap: Tap | None = None, sock: _socket.socket | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self._sock = sock or _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, protocol)
+        try:
+            if sock is None:
+                self._sock.bind((0, groups))
+            self.portid: int = self._sock.getsockname()[0]
+            self.groups = groups
+            if rcvbuf:
+                self.set_rcvbuf(rcvbuf)
+            if no_enobufs:
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+            if ext_ack:
+                try:
+                    self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+                except OSError:
+                    pass
+            if nonblocking:
+                self._sock.setblocking(False)
+        except BaseException:
+            self._sock.close()
+            raise
+        self.tap = tap if tap is not None else env_tap()
+        self._seq = itertools.count(int(time.time()) & 0x7FFFFFFF)
+        self.overruns = 0
+
+    # --- lifetime ---------------------------------------------------------------
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.fileno() < 0
+
+    def __enter__(self) -> "NetlinkSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- options ----------------------------------------------------------------
+    def set_rcvbuf(self, size: int) -> int:
+        """Ask for a receive buffer of ``size`` bytes; returns what the kernel reports
+        (normally twice the request)."""
+        try:
+            self._sock.setsockopt(_socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+        except OSError:
+            self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, size)
+        return self.rcvbuf
+
+    @property
+    def rcvbuf(self) -> int:
+        return self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF)
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def settimeout(self, value: float | None) -> None:
+        self._sock.settimeout(value)
+
+    def add_membership(self, group: int) -> None:
+        """Join multicast group number ``group`` (1-based, e.g. NFNLGRP_CONNTRACK_NEW)."""
+        self._sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+
+    def drop_membership(self, group: int) -> None:
+        self._sock.setsockopt(SOL_NETLINK, NETLINK_DROP_MEMBERSHIP, group)
+
+    def set_no_enobufs(self, flag: bool = True) -> None:
+        self._sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, int(flag))
+
+    # --- bytes in, bytes out ------------------------------------------------------
+    def next_seq(self) -> int:
+        return next(self._seq) & 0xFFFFFFFF
+
+    def send(self, data: bytes) -> None:
+        """Send one datagram (one or more complete messages) to the kernel."""
+        if self.tap is not None:
+            self.tap.write(data, "sent", self.protocol)
+        self._sock.sendto(data, (0, 0))
+
+    def recv(self, bufsize: int = RECV_SIZE) -> bytes | None:
+        """Receive one datagram. Returns None on ``ENOBUFS`` (counted in ``overruns``)
+        and on ``EAGAIN`` for a non-blocking socket."""
+        try:
+            data = self._sock.recv(bufsize)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ENOBUFS:
+                self.overruns += 1
+                return None
+            raise
+        if self.tap is not None:
+            self.tap.write(data, "received", self.protocol)
+        return data
+
+    # --- request/response ------------------------------------------------------------
+    def request(self, msg: bytes, *, on_data: Callable[[bytes, int, int], None] | None = None) -> None:
+        """Send one request and process replies until its ACK/error (or DONE).
+
+        ``msg`` must carry ``NLM_F_ACK`` unless it is a dump; its sequence number is
+        used to match replies. Data messages go to ``on_data(buf, off, len)``. A kernel
+        error raises :class:`NetlinkError` with the request attached.
+        """
+        ln, mtype, flags, seq, pid = NLMSGHDR.unpack_from(msg)
+        self.send(msg)
+        while True:
+            buf = self._recv_blocking()
+            for off, mlen, rtype, rflags, rseq, rpid in iter_messages(buf):
+                if rseq != seq and rseq != 0:
+                    continue
+                if rtype == NLMSG_ERROR:
+                    err = parse_error(buf, off, mlen, rflags)
+                    if err.errno:
+                        raise NetlinkError(err.errno, msg, err.message)
+                    return
+                if rtype == NLMSG_DONE:
+                    return
+                if rtype in (NLMSG_NOOP, NLMSG_OVERRUN):
+                    continue
+                if on_data is not None:
+                    on_data(buf, off, mlen)
+                if not (flags & NLM_F_ACK) and not (rflags & 0x2):
+                    return
+
+    def dump(self, msg: bytes) -> Iterator[tuple[bytes, int, int]]:
+        """Send a dump request; yield (datagram, offset, length) for every data message.
+
+        Raises :class:`NetlinkError` for an error reply and :class:`DumpInterrupted`
+        at the end of a dump whose messages carried ``NLM_F_DUMP_INTR``.
+        """
+        seq = NLMSGHDR.unpack_from(msg)[3]
+        self.send(msg)
+        intr = False
+        unpack = NLMSGHDR.unpack_from
+        while True:
+            buf = self._recv_blocking()
+            off = 0
+            end = len(buf)
+            while off < end:
+                if end - off < 16:
+                    raise NetlinkDecodeError("truncated netlink header", off)
+                mlen, rtype, rflags, rseq, _ = unpack(buf, off)
+                if mlen < 16 or off + mlen > end:
+                    raise NetlinkDecodeError(f"bad netlink message length {mlen}", off)
+                if rseq == seq or rseq == 0:
+                    if rflags & NLM_F_DUMP_INTR:
+                        intr = True
+                    if rtype >= 0x10:
+                        yield buf, off, mlen
+                    elif rtype == NLMSG_DONE:
+                        if intr:
+                            raise DumpInterrupted()
+                        return
+                    elif rtype == NLMSG_ERROR:
+                        err = parse_error(buf, off, mlen, rflags)
+                        if err.errno:
+                            raise NetlinkError(err.errno, msg, err.message)
+                        return
+                off += (mlen + 3) & ~3
+
+    def batch(self, msgs: Iterable[bytes], *, max_bytes: int = 1 << 16, max_msgs: int = 128,
+              on_data: Callable[[bytes, int, int], None] | None = None) -> list[NetlinkError | None]:
+        """Send many ACK-requesting messages, packed into as few datagrams as fit in
+        ``max_bytes``, and collect one result per message (None = success), in order.
+
+        Messages are renumbered with consecutive sequence numbers. Errors do not stop
+        the batch: the caller decides what a failure means. Every ACK occupies receive
+        buffer space until it is read, so at most ``max_msgs`` requests are in flight.
+        """
+        results: list[NetlinkError | None] = []
+        pending: dict[int, int] = {}
+        chunk: list[bytes] = []
+        size = 0
+        originals: list[bytes] = []
+
+        def flush() -> None:
+            nonlocal chunk, size
+            if not chunk:
+                return
+            self.send(b"".join(chunk))
+            chunk = []
+            size = 0
+            while pending:
+                buf = self._recv_blocking()
+                for off, mlen, rtype, rflags, rseq, _ in iter_messages(buf):
+                    idx = pending.get(rseq)
+                    if idx is None:
+                        continue
+                    if rtype == NLMSG_ERROR:
+                        err = parse_error(buf, off, mlen, rflags)
+                        if err.errno:
+                            results[idx] = NetlinkError(err.errno, originals[idx], err.message)
+                        del pending[rseq]
+                    elif rtype == NLMSG_DONE:
+                        del pending[rseq]
+                    elif on_data is not None:
+                        on_data(buf, off, mlen)
+
+        for m in msgs:
+            seq = self.next_seq()
+            ln = len(m)
+            if size + ln > max_bytes or len(chunk) >= max_msgs:
+                flush()
+            m = NLMSGHDR.pack(*NLMSGHDR.unpack_from(m)[:3], seq, 0) + m[16:]
+            pending[seq] = len(results)
+            results.append(None)
+            originals.append(m)
+            chunk.append(m)
+            size += ln
+        flush()
+        return results
+
+    def _recv_blocking(self) -> bytes:
+        before = self.overruns
+        data = self.recv()
+        if data is not None:
+            return data
+        if self.overruns != before:
+            # replies were dropped: waiting for them could hang forever
+            raise NetlinkError(errno.ENOBUFS)
+        raise BlockingIOError(errno.EAGAIN, "netlink socket would block")
