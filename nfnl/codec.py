@@ -34,15 +34,18 @@ def _st(fmt: str) -> struct.Struct:
 class Attribute:
     """One decoded attribute. ``value`` is an int, tuple, address, str, bytes or a nested
     :class:`AttrList`; ``flags`` holds NLA_F_NESTED / NLA_F_NET_BYTEORDER as received;
-    ``name`` is None for attributes the schema does not know (value = raw bytes)."""
+    ``name`` is None for attributes the schema does not know (value = raw bytes);
+    ``pad`` keeps alignment padding that was not zero so re-encoding is exact."""
 
-    __slots__ = ("type", "name", "flags", "value")
+    __slots__ = ("type", "name", "flags", "value", "pad")
 
-    def __init__(self, type: int, name: str | None, value: Any, flags: int = 0) -> None:
+    def __init__(self, type: int, name: str | None, value: Any, flags: int = 0,
+                 pad: bytes | None = None) -> None:
         self.type = type
         self.name = name
         self.value = value
         self.flags = flags
+        self.pad = pad  # non-zero alignment padding as received (libmnl leaves garbage)
 
     @property
     def nested(self) -> bool:
@@ -167,24 +170,26 @@ def decode_attrs(
         else:
             name, kind, fmt, child = info
             if kind == "nested":
-                try:
-                    value: Any = decode_attrs(table, child, payload, 0, len(payload), _depth + 1)
-                except NetlinkDecodeError:
-                    raise
+                value: Any = decode_attrs(table, child, payload, 0, len(payload), _depth + 1)
             else:
                 try:
                     value = decode_value(kind, fmt, payload)
                 except (ValueError, UnicodeDecodeError):
                     value = payload  # odd size: keep verbatim
             out.append(Attribute(atype, name, value, flags))
-        off += (ln + 3) & ~3
+        padded = (ln + 3) & ~3
+        if padded != ln:
+            pad = bytes(buf[off + ln:min(off + padded, end)])
+            if any(pad) or off + padded > end:
+                out[-1].pad = pad
+        off += padded
     if off > end + 3:
         raise NetlinkDecodeError("attribute runs past its container", off)
     return out
 
 
 def encode_attrs(table: AttrTable, set_name: str | None, attrs: AttrList | list) -> bytes:
-    """Inverse of :func:`decode_attrs` (zero padding)."""
+    """Inverse of :func:`decode_attrs` (zero padding unless ``Attribute.pad`` says otherwise)."""
     spec = table.get(set_name, {}) if set_name else {}
     out = bytearray()
     for a in attrs:
@@ -199,7 +204,7 @@ def encode_attrs(table: AttrTable, set_name: str | None, attrs: AttrList | list)
         ln = 4 + len(payload)
         out += _HDR.pack(ln, a.type | a.flags)
         out += payload
-        out += b"\0" * (((ln + 3) & ~3) - ln)
+        out += a.pad if a.pad is not None else b"\0" * (((ln + 3) & ~3) - ln)
     return bytes(out)
 
 
