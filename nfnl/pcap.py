@@ -9,13 +9,12 @@ us") for datagrams the program sent and 0 ("to us") for those it received, and f
 record so that a crashed program leaves a readable file.  :func:`read_pcap` reads classic pcap
 (micro- and nanosecond magics, either byte order) and pcapng (SHB/IDB/EPB/SPB, either byte order,
 per-interface ``if_tsresol``), and raises :class:`PcapError` on anything it cannot trust.  The
-module imports only ``struct`` (no typing, dataclasses or construct) so that it loads in well
-under 2 ms.
+module imports only ``struct`` and ``time`` (no typing, dataclasses or construct) so that it
+loads in well under 2 ms.
 """
 
-from __future__ import annotations
-
 import struct
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -75,7 +74,8 @@ class Packet:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Packet is immutable (cannot set {name!r})")
 
-    __delattr__ = __setattr__  # type: ignore[assignment]
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Packet is immutable (cannot delete {name!r})")
 
     def _key(self) -> tuple[int, str, int, bytes]:
         return (self.ts_ns, self.direction, self.family, self.data)
@@ -106,7 +106,7 @@ class PcapWriter:
     microsecond one tcpdump writes by default.  Only files opened from a path are closed.
     """
 
-    def __init__(self, target: Source, *, nanosecond: bool = False) -> None:
+    def __init__(self, target: "Source", *, nanosecond: bool = False) -> None:
         if hasattr(target, "write"):
             self._file: BinaryIO = target  # type: ignore[assignment]
             self._owned = False
@@ -118,12 +118,10 @@ class PcapWriter:
         self._file.write(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, SNAPLEN, LINKTYPE_NETLINK))
         self._file.flush()
 
-    def write(self, data: bytes, direction: str, family: int = NETLINK_NETFILTER,
+    def write(self, data: bytes, direction: "Direction", family: int = NETLINK_NETFILTER,
               ts_ns: int | None = None) -> None:
         """Append one datagram; ``ts_ns`` defaults to the current time."""
         if ts_ns is None:
-            import time  # only writers pay for it
-
             ts_ns = time.time_ns()
         frame = COOKED_HEADER.pack(_pkttype(direction), ARPHRD_NETLINK, 0, b"", family) + data
         caplen = min(len(frame), SNAPLEN)
@@ -137,14 +135,14 @@ class PcapWriter:
         if self._owned and not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> PcapWriter:
+    def __enter__(self) -> "PcapWriter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def read_pcap(source: Source) -> Iterator[Packet]:
+def read_pcap(source: "Source") -> "Iterator[Packet]":
     """Yield the datagrams of a pcap or pcapng netlink capture (path or binary file object)."""
     if hasattr(source, "read"):
         yield from _read(source)  # type: ignore[arg-type]
@@ -153,14 +151,14 @@ def read_pcap(source: Source) -> Iterator[Packet]:
             yield from _read(f)
 
 
-def _exact(f: BinaryIO, n: int, what: str) -> bytes:
+def _exact(f: "BinaryIO", n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise PcapError(f"truncated capture: {what} needs {n} bytes, file has {len(data)}")
     return data
 
 
-def _read(f: BinaryIO) -> Iterator[Packet]:
+def _read(f: "BinaryIO") -> "Iterator[Packet]":
     head = f.read(4)
     if len(head) < 4:
         raise PcapError(f"not a capture file: only {len(head)} bytes")
@@ -188,7 +186,7 @@ def _check_linktype(linktype: int) -> None:
         raise PcapError(f"link type {linktype & 0xFFFF} is not LINKTYPE_NETLINK (253)")
 
 
-def _read_classic(f: BinaryIO, order: str, ns_per_tick: int) -> Iterator[Packet]:
+def _read_classic(f: "BinaryIO", order: str, ns_per_tick: int) -> "Iterator[Packet]":
     *_, linktype = struct.unpack(order + "HHiIII", _exact(f, 20, "pcap file header"))
     _check_linktype(linktype)
     record = struct.Struct(order + "IIII")
@@ -204,9 +202,9 @@ def _read_classic(f: BinaryIO, order: str, ns_per_tick: int) -> Iterator[Packet]
         yield _packet(_exact(f, caplen, "record"), sec * 1_000_000_000 + frac * ns_per_tick)
 
 
-def _read_pcapng(f: BinaryIO) -> Iterator[Packet]:
+def _read_pcapng(f: "BinaryIO") -> "Iterator[Packet]":
     order = "<"
-    interfaces: list[tuple[int, int, int]] = []  # (linktype, ticks per second, ns per tick)
+    interfaces: list[tuple[int, int]] = []  # (linktype, timestamp ticks per second)
     block_type = _PCAPNG_SHB
     while True:
         raw_len = _exact(f, 4, "pcapng block length")
@@ -223,8 +221,10 @@ def _read_pcapng(f: BinaryIO) -> Iterator[Packet]:
             body = _exact(f, _block_rest(length, 8), "pcapng block")
         body = body[:-4]  # trailing copy of the block length
         if block_type == 1:  # interface description
+            if len(body) < 8:
+                raise PcapError("interface description block too short")
             linktype = struct.unpack_from(order + "H", body)[0]
-            interfaces.append((linktype, *_tsresol(body[8:], order)))
+            interfaces.append((linktype, _tsresol(body[8:], order)))
         elif block_type in (6, 3):  # enhanced / simple packet
             yield _pcapng_packet(block_type, body, order, interfaces)
         raw = f.read(4)
@@ -241,8 +241,8 @@ def _block_rest(length: int, already: int) -> int:
     return length - already
 
 
-def _tsresol(options: bytes, order: str) -> tuple[int, int]:
-    """Return (ticks per second, ns per tick) from IDB options; default microseconds."""
+def _tsresol(options: bytes, order: str) -> int:
+    """Timestamp ticks per second from the IDB options (``if_tsresol``); default microseconds."""
     pos = 0
     while pos + 4 <= len(options):
         code, size = struct.unpack_from(order + "HH", options, pos)
@@ -250,15 +250,13 @@ def _tsresol(options: bytes, order: str) -> tuple[int, int]:
             break
         if code == 9 and size >= 1:  # if_tsresol
             value = options[pos + 4]
-            exponent = value & 0x7F
-            ticks = 2 ** exponent if value & 0x80 else 10 ** exponent
-            return ticks, (1_000_000_000 // ticks if ticks <= 1_000_000_000 else 0)
+            return 2 ** (value & 0x7F) if value & 0x80 else 10 ** (value & 0x7F)
         pos += 4 + (size + 3) // 4 * 4
-    return 1_000_000, 1000
+    return 1_000_000
 
 
 def _pcapng_packet(block_type: int, body: bytes, order: str,
-                   interfaces: list[tuple[int, int, int]]) -> Packet:
+                   interfaces: list[tuple[int, int]]) -> Packet:
     if block_type == 3:
         if len(body) < 4:
             raise PcapError("simple packet block too short")
@@ -275,9 +273,8 @@ def _pcapng_packet(block_type: int, body: bytes, order: str,
                             f"has {len(body) - data_at}")
     if iface >= len(interfaces):
         raise PcapError(f"packet refers to undeclared interface {iface}")
-    linktype, ticks, ns_per_tick = interfaces[iface]
+    linktype, ticks = interfaces[iface]
     _check_linktype(linktype)
     if block_type == 6:
-        stamp = (high << 32) | low
-        ts_ns = stamp * ns_per_tick if ns_per_tick else stamp * 1_000_000_000 // ticks
+        ts_ns = ((high << 32) | low) * 1_000_000_000 // ticks
     return _packet(body[data_at:data_at + caplen], ts_ns)

@@ -1,0 +1,1 @@
+"""The programs: conntrack, conntrackd and fixture tooling (imported as conntrack_tools)."""
