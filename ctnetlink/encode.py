@@ -46,7 +46,8 @@ def encode_tuple(t: Tuple, family: int | None = None) -> bytes:
             ip.append(_ip(1, t.src))
         if t.dst is not None:
             ip.append(_ip(2, t.dst))
-    parts.append(nla_nest(1, *ip))
+    if ip:
+        parts.append(nla_nest(1, *ip))
     if t.proto is not None:
         proto = [nla_u8(1, t.proto)]
         if t.proto in PORT_L4:

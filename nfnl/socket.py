@@ -177,6 +177,7 @@ class NetlinkSocket:
         self.send(msg)
         while True:
             buf = self._recv_blocking()
+            got_data = False
             for off, mlen, rtype, rflags, rseq, rpid in iter_messages(buf):
                 if rseq != seq and rseq != 0:
                     continue
@@ -189,10 +190,12 @@ class NetlinkSocket:
                     return
                 if rtype in (NLMSG_NOOP, NLMSG_OVERRUN):
                     continue
+                got_data = True
                 if on_data is not None:
                     on_data(buf, off, mlen)
-                if not (flags & NLM_F_ACK) and not (rflags & 0x2):
-                    return
+            if got_data and not (flags & NLM_F_ACK):
+                # no ACK asked for: the answer is this datagram (libmnl reads one)
+                return
 
     def dump(self, msg: bytes) -> Iterator[tuple[bytes, int, int]]:
         """Send a dump request; yield (datagram, offset, length) for every data message.

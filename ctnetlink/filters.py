@@ -1,0 +1,122 @@
+"""Dump filters: what the kernel can select (mark/mask, status/mask, family, and with
+``CTA_FILTER`` tuple fields and zone) and the identical check in user space.
+
+A :class:`Filter` is turned into dump-request attributes by :meth:`Filter.attributes`;
+:meth:`Filter.matches` applies the same rules to a decoded :class:`Flow`, so results are
+the same whether or not the running kernel understands ``CTA_FILTER``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nfnl.codec import nla, nla_nest, nla_u16, nla_u32
+
+from . import constants as K
+from .encode import CTA_FILTER, CTA_MARK, CTA_MARK_MASK, CTA_STATUS, CTA_STATUS_MASK, CTA_ZONE, encode_tuple
+from .model import Flow, Tuple
+
+_TUPLE_FLAG_FIELDS = (
+    ("src", K.CTA_FILTER_F_CTA_IP_SRC),
+    ("dst", K.CTA_FILTER_F_CTA_IP_DST),
+    ("proto", K.CTA_FILTER_F_CTA_PROTO_NUM),
+    ("sport", K.CTA_FILTER_F_CTA_PROTO_SRC_PORT),
+    ("dport", K.CTA_FILTER_F_CTA_PROTO_DST_PORT),
+)
+
+
+def tuple_filter_flags(t: Tuple) -> int:
+    """The CTA_FILTER_F_* bits for the fields set in ``t``."""
+    flags = 0
+    for name, bit in _TUPLE_FLAG_FIELDS:
+        if getattr(t, name) is not None:
+            flags |= bit
+    v6 = t.proto == 58
+    if t.icmp_type is not None:
+        flags |= K.CTA_FILTER_F_CTA_PROTO_ICMPV6_TYPE if v6 else K.CTA_FILTER_F_CTA_PROTO_ICMP_TYPE
+    if t.icmp_code is not None:
+        flags |= K.CTA_FILTER_F_CTA_PROTO_ICMPV6_CODE if v6 else K.CTA_FILTER_F_CTA_PROTO_ICMP_CODE
+    if t.icmp_id is not None:
+        flags |= K.CTA_FILTER_F_CTA_PROTO_ICMPV6_ID if v6 else K.CTA_FILTER_F_CTA_PROTO_ICMP_ID
+    if flags & ~(K.CTA_FILTER_F_CTA_IP_SRC | K.CTA_FILTER_F_CTA_IP_DST | K.CTA_FILTER_F_CTA_TUPLE_ZONE):
+        flags |= K.CTA_FILTER_F_CTA_PROTO_NUM
+    return flags
+
+
+@dataclass
+class Filter:
+    """Kernel-side dump selection.
+
+    ``mark``/``mark_mask``: keep ``(mark & mask) == mark``; ``status``/``status_mask``
+    likewise; ``zone``: the entry's zone id in any direction (the kernel treats zone 0
+    as "any zone"); ``orig``/``reply``: tuple fields that must be equal (set fields
+    only, ``Tuple.zone`` is ignored).
+    """
+
+    family: int = 0
+    mark: int | None = None
+    mark_mask: int | None = None
+    status: int | None = None
+    status_mask: int | None = None
+    zone: int | None = None
+    orig: Tuple | None = None
+    reply: Tuple | None = None
+
+    @property
+    def uses_cta_filter(self) -> bool:
+        return bool(self.orig is not None or self.reply is not None or self.zone)
+
+    def attributes(self, cta_filter: bool = True) -> bytes:
+        """Dump-request attributes (order: MARK, MARK_MASK, STATUS, STATUS_MASK, then the
+        CTA_FILTER part when ``cta_filter``)."""
+        out = []
+        if self.mark is not None:
+            out.append(nla_u32(CTA_MARK, self.mark))
+            out.append(nla_u32(CTA_MARK_MASK, 0xFFFFFFFF if self.mark_mask is None else self.mark_mask))
+        if self.status is not None:
+            out.append(nla_u32(CTA_STATUS, self.status))
+            out.append(nla_u32(CTA_STATUS_MASK, self.status if self.status_mask is None else self.status_mask))
+        if cta_filter and self.uses_cta_filter:
+            oflags = tuple_filter_flags(self.orig) if self.orig is not None else 0
+            rflags = tuple_filter_flags(self.reply) if self.reply is not None else 0
+            if self.orig is not None and oflags:
+                out.append(nla_nest(1, encode_tuple(self.orig.copy(zone=None), self.family)))
+            if self.reply is not None and rflags:
+                out.append(nla_nest(2, encode_tuple(self.reply.copy(zone=None), self.family)))
+            if self.zone:
+                out.append(nla_u16(CTA_ZONE, self.zone))
+            out.append(nla_nest(CTA_FILTER, nla(1, oflags.to_bytes(4, "little")),
+                                nla(2, rflags.to_bytes(4, "little"))))
+        return b"".join(out)
+
+    def matches(self, flow: Flow) -> bool:
+        """The same selection applied to a decoded entry."""
+        if self.family and flow.family != self.family:
+            return False
+        if self.mark is not None:
+            mask = 0xFFFFFFFF if self.mark_mask is None else self.mark_mask
+            if ((flow.mark or 0) & mask) != self.mark:
+                return False
+        if self.status is not None:
+            mask = self.status if self.status_mask is None else self.status_mask
+            if ((flow.status or 0) & mask) != self.status:
+                return False
+        if self.zone is not None:
+            zones = {flow.zone or 0}
+            for t in (flow.orig, flow.reply):
+                if t is not None and t.zone is not None:
+                    zones.add(t.zone)
+            if self.zone and self.zone not in zones:
+                return False
+        for want, have in ((self.orig, flow.orig), (self.reply, flow.reply)):
+            if want is None:
+                continue
+            if have is None:
+                return False
+            for name in Tuple.__slots__:
+                if name == "zone":
+                    continue
+                v = getattr(want, name)
+                if v is not None and getattr(have, name) != v:
+                    return False
+        return True
+
