@@ -1,0 +1,1 @@
+"""Our `conntrack` command: argument parsing, command execution, output."""
