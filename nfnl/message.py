@@ -186,3 +186,54 @@ def encode_message(msg: Message) -> bytes:
     spec = _REGISTRY.get(msg.type)
     table, set_name = (spec[1], spec[2]) if spec else ({}, None)
     return msg.encode(table, set_name)
+
+
+class DumpReader:
+    """Sans-IO state of one dump: feed it datagrams, get the data messages back.
+
+    ``feed(buf)`` returns ``[(buf, offset, length), ...]`` for the data messages that
+    answer sequence number ``seq`` and sets ``done`` at ``NLMSG_DONE``; an error reply
+    raises :class:`~nfnl.errors.NetlinkError` (with ``request`` attached), a finished
+    dump whose messages carried ``NLM_F_DUMP_INTR`` raises ``DumpInterrupted``.
+    """
+
+    __slots__ = ("seq", "request", "done", "interrupted")
+
+    def __init__(self, seq: int, request: bytes | None = None) -> None:
+        self.seq = seq
+        self.request = request
+        self.done = False
+        self.interrupted = False
+
+    def feed(self, buf: bytes) -> list[tuple[bytes, int, int]]:
+        from .errors import DumpInterrupted, NetlinkError
+
+        out = []
+        seq = self.seq
+        off = 0
+        end = len(buf)
+        unpack = NLMSGHDR.unpack_from
+        while off < end:
+            if end - off < NLMSG_HDRLEN:
+                raise NetlinkDecodeError("truncated netlink header", off)
+            mlen, rtype, rflags, rseq, _ = unpack(buf, off)
+            if mlen < NLMSG_HDRLEN or off + mlen > end:
+                raise NetlinkDecodeError(f"bad netlink message length {mlen}", off)
+            if rseq == seq or rseq == 0:
+                if rflags & 0x10:  # NLM_F_DUMP_INTR
+                    self.interrupted = True
+                if rtype >= NLMSG_MIN_TYPE:
+                    out.append((buf, off, mlen))
+                elif rtype == NLMSG_DONE:
+                    self.done = True
+                    if self.interrupted:
+                        raise DumpInterrupted()
+                    return out
+                elif rtype == NLMSG_ERROR:
+                    err = parse_error(buf, off, mlen, rflags)
+                    self.done = True
+                    if err.errno:
+                        raise NetlinkError(err.errno, self.request, err.message)
+                    return out
+            off += (mlen + 3) & ~3
+        return out

@@ -20,11 +20,10 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 from .constants import (
     NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_EXT_ACK, NETLINK_NETFILTER,
-    NETLINK_NO_ENOBUFS, NLM_F_ACK, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN, SO_RCVBUFFORCE, SOL_NETLINK,
+    NETLINK_NO_ENOBUFS, NLM_F_ACK, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, SO_RCVBUFFORCE, SOL_NETLINK,
 )
-from .errors import DumpInterrupted, NetlinkDecodeError, NetlinkError
-from .message import NLMSGHDR, iter_messages, parse_error
+from .errors import NetlinkError
+from .message import NLMSGHDR, DumpReader, iter_messages, parse_error
 
 RECV_SIZE = 1 << 16
 """Receive buffer per ``recv`` call: the kernel caps one dump skb at 32 KiB."""
@@ -203,35 +202,10 @@ class NetlinkSocket:
         Raises :class:`NetlinkError` for an error reply and :class:`DumpInterrupted`
         at the end of a dump whose messages carried ``NLM_F_DUMP_INTR``.
         """
-        seq = NLMSGHDR.unpack_from(msg)[3]
+        reader = DumpReader(NLMSGHDR.unpack_from(msg)[3], msg)
         self.send(msg)
-        intr = False
-        unpack = NLMSGHDR.unpack_from
-        while True:
-            buf = self._recv_blocking()
-            off = 0
-            end = len(buf)
-            while off < end:
-                if end - off < 16:
-                    raise NetlinkDecodeError("truncated netlink header", off)
-                mlen, rtype, rflags, rseq, _ = unpack(buf, off)
-                if mlen < 16 or off + mlen > end:
-                    raise NetlinkDecodeError(f"bad netlink message length {mlen}", off)
-                if rseq == seq or rseq == 0:
-                    if rflags & NLM_F_DUMP_INTR:
-                        intr = True
-                    if rtype >= 0x10:
-                        yield buf, off, mlen
-                    elif rtype == NLMSG_DONE:
-                        if intr:
-                            raise DumpInterrupted()
-                        return
-                    elif rtype == NLMSG_ERROR:
-                        err = parse_error(buf, off, mlen, rflags)
-                        if err.errno:
-                            raise NetlinkError(err.errno, msg, err.message)
-                        return
-                off += (mlen + 3) & ~3
+        while not reader.done:
+            yield from reader.feed(self._recv_blocking())
 
     def batch(self, msgs: Iterable[bytes], *, max_bytes: int = 1 << 16, max_msgs: int = 128,
               on_data: Callable[[bytes, int, int], None] | None = None) -> list[NetlinkError | None]:
