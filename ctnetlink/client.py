@@ -77,7 +77,7 @@ class Conntrack:
     # --- conntrack table ------------------------------------------------------------
     def dump_raw(
         self, family: int = 0, *, filter: Filter | None = None, table: str = "conntrack",
-        zero: bool = False,
+        zero: bool = False, pipeline: bool = True,
     ) -> Iterator[tuple[bytes, int, int]]:
         """Yield (datagram, offset, length) of every entry message of a dump.
 
@@ -94,18 +94,19 @@ class Conntrack:
             fams = {t.family for t in (filter.orig, filter.reply) if t is not None} - {None}
             for fam in sorted(fams) if fams else (2, 10):
                 sub = dataclasses.replace(filter, family=fam)
-                yield from self.dump_raw(fam, filter=sub, table=table, zero=zero)
+                yield from self.dump_raw(fam, filter=sub, table=table, zero=zero, pipeline=pipeline)
             return
         attrs = filter.attributes(cta_filter=use_filter) if filter is not None and table == "conntrack" else b""
         msg = self._msg(mtype, NLM_F_REQUEST | NLM_F_DUMP, family, attrs)
         try:
-            yield from self.sock.dump(msg)
+            yield from self.sock.dump(msg, pipeline=pipeline)
             if use_filter:
                 self._cta_filter_ok = True
         except NetlinkError as e:
             if use_filter and self._cta_filter_ok is None and e.errno in (E.EINVAL, E.EOPNOTSUPP):
                 self._cta_filter_ok = False
-                yield from self.dump_raw(family, filter=filter, table=table, zero=zero)
+                yield from self.dump_raw(family, filter=filter, table=table, zero=zero,
+                                         pipeline=pipeline)
                 return
             _raise(e)
 
@@ -129,7 +130,7 @@ class Conntrack:
         """
         if filter is None and any(v is not None for v in (mark, status, zone, orig, reply)):
             filter = Filter(family, mark, mark_mask, status, status_mask, zone, orig, reply)
-        decode = self._decoder.decode
+        decode = self._decoder.decoder()
         check = filter.matches if filter is not None else None
         for buf, off, ln in self.dump_raw(family, filter=filter, table=table, zero=zero):
             flow = decode(buf, off, ln)

@@ -28,14 +28,43 @@ MAX_DEPTH = 8
 MAX_SHAPES = 4096
 
 _ip_cache: dict[bytes, Any] = {}
+_new = object.__new__
+_V4 = ipaddress.IPv4Address
+_V6 = ipaddress.IPv6Address
+_from_bytes = int.from_bytes
+
+
+def _ip_slow(b: bytes):
+    return _V4(b) if len(b) == 4 else _V6(b)
+
+
+def _ip_fast(b: bytes):
+    # ipaddress objects are an int in a slot: build them without the validating
+    # constructor (4 per entry on the hot path); checked against it at import
+    if len(b) == 4:
+        a = _new(_V4)
+    else:
+        a = _new(_V6)
+        a._scope_id = None
+    a._ip = _from_bytes(b, "big")
+    return a
+
+
+try:
+    _make_ip = _ip_fast if (_ip_fast(b"\x01\x02\x03\x04") == _V4("1.2.3.4")
+                           and str(_ip_fast(bytes(range(16)))) == str(_V6(bytes(range(16))))
+                           and hash(_ip_fast(b"\x01\x02\x03\x04")) == hash(_V4("1.2.3.4"))) else _ip_slow
+except Exception:  # pragma: no cover - a future ipaddress layout
+    _make_ip = _ip_slow
 
 
 def _ip(b: bytes):
+    """bytes -> IPv4Address/IPv6Address, cached (addresses repeat across entries)."""
     a = _ip_cache.get(b)
     if a is None:
         if len(_ip_cache) > 200_000:
             _ip_cache.clear()
-        a = _ip_cache[b] = (ipaddress.IPv4Address(b) if len(b) == 4 else ipaddress.IPv6Address(b))
+        a = _ip_cache[b] = _make_ip(b)
     return a
 
 
@@ -175,7 +204,7 @@ def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
 
 def _value_expr(kind: str, idx: int, n: int) -> str:
     if kind in ("ipv4", "ipv6"):
-        return f"_ip(v[{idx}])"
+        return f"(_ipc(v[{idx}]) or _ip(v[{idx}]))"
     if kind == "string":
         return f"_str(v[{idx}])"
     if kind == "hostint":
@@ -212,7 +241,8 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     for atype, idx in raws:
         unknown.append(f"({atype}, v[{idx}])")
     unknown = [u for u in unknown if u]
-    ns: dict[str, Any] = {"_ip": _ip, "_str": _str, "_labels": _labels, "_host_int": _host_int}
+    ns: dict[str, Any] = {"_ip": _ip, "_ipc": _ip_cache.get, "_str": _str, "_labels": _labels,
+                          "_host_int": _host_int}
     lines = ["def build(v, family):"]
     for slot, (cls, fields) in records.items():
         mk = f"_mk_{cls.__name__}"
@@ -263,13 +293,28 @@ class Decoder:
             family = buf[off + 16]
         cands = self._shapes.get(ln)
         if cands:
-            body = off + 20
             for sh in cands:
-                v = sh.struct.unpack_from(buf, body)
+                v = sh.struct.unpack_from(buf, off + 20)
                 if sh.check(v) == sh.expected:
                     return sh.build(v, family)
         sh = self.shape(buf, off, ln)
         return sh.build(sh.struct.unpack_from(buf, off + 20), family)
+
+    def decoder(self):
+        """A fast ``decode(buf, off, ln)`` closure for loops over many messages."""
+        shapes = self._shapes
+        slow = self.decode
+
+        def decode(buf, off: int, ln: int):
+            cands = shapes.get(ln)
+            if cands is not None:
+                sh = cands[0]
+                v = sh.struct.unpack_from(buf, off + 20)
+                if sh.check(v) == sh.expected:
+                    return sh.build(v, buf[off + 16])
+            return slow(buf, off, ln)
+
+        return decode
 
 
 _flow_decoder = Decoder(False)

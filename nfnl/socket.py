@@ -196,16 +196,64 @@ class NetlinkSocket:
                 # no ACK asked for: the answer is this datagram (libmnl reads one)
                 return
 
-    def dump(self, msg: bytes) -> Iterator[tuple[bytes, int, int]]:
+    def dump(self, msg: bytes, *, pipeline: bool = False) -> Iterator[tuple[bytes, int, int]]:
         """Send a dump request; yield (datagram, offset, length) for every data message.
 
         Raises :class:`NetlinkError` for an error reply and :class:`DumpInterrupted`
-        at the end of a dump whose messages carried ``NLM_F_DUMP_INTR``.
+        at the end of a dump whose messages carried ``NLM_F_DUMP_INTR``. If the caller
+        stops early the rest of the dump is read and dropped, so the socket stays usable.
+        With ``pipeline`` a helper thread keeps the kernel producing the next datagrams
+        (the kernel fills them inside ``recv``) while the caller decodes the previous
+        ones: on a multi-core machine large dumps finish sooner.
         """
         reader = DumpReader(NLMSGHDR.unpack_from(msg)[3], msg)
         self.send(msg)
-        while not reader.done:
-            yield from reader.feed(self._recv_blocking())
+        if pipeline and self._sock.gettimeout() != 0.0:
+            yield from self._dump_pipelined(reader)
+            return
+        try:
+            while not reader.done:
+                yield from reader.feed(self._recv_blocking())
+        finally:
+            self._drain(reader)
+
+    def _drain(self, reader: DumpReader) -> None:
+        try:
+            while not reader.done:
+                reader.feed(self._recv_blocking())
+        except (NetlinkError, OSError):
+            pass
+
+    def _dump_pipelined(self, reader: DumpReader) -> Iterator[tuple[bytes, int, int]]:
+        import queue
+        import threading
+
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                while not reader.done:
+                    items = reader.feed(self._recv_blocking())
+                    if not stop.is_set():
+                        q.put(items)
+                q.put(None)
+            except BaseException as e:  # handed to the consumer
+                q.put(e)
+
+        t = threading.Thread(target=produce, name="nfnl-dump", daemon=True)
+        t.start()
+        try:
+            while True:
+                items = q.get()
+                if items is None:
+                    return
+                if isinstance(items, BaseException):
+                    raise items
+                yield from items
+        finally:
+            stop.set()
+            t.join()
 
     def batch(self, msgs: Iterable[bytes], *, max_bytes: int = 1 << 16, max_msgs: int = 128,
               on_data: Callable[[bytes, int, int], None] | None = None) -> list[NetlinkError | None]:
