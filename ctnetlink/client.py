@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno as E
 import os
 import struct
-from typing import Callable, Iterable, Iterator
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator
 
 from nfnl.constants import (
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
@@ -90,10 +92,9 @@ class Conntrack:
         if use_filter and not family and (filter.orig is not None or filter.reply is not None):
             # the kernel parses filter tuples only for one layer-3 family: dump each
             # (IPv4 entries then come before IPv6 ones instead of in hash order)
-            import dataclasses
             fams = {t.family for t in (filter.orig, filter.reply) if t is not None} - {None}
             for fam in sorted(fams) if fams else (2, 10):
-                sub = dataclasses.replace(filter, family=fam)
+                sub = filter.copy(family=fam)
                 yield from self.dump_raw(fam, filter=sub, table=table, zero=zero, pipeline=pipeline)
             return
         attrs = filter.attributes(cta_filter=use_filter) if filter is not None and table == "conntrack" else b""

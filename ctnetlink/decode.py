@@ -14,7 +14,9 @@ from __future__ import annotations
 import ipaddress
 import operator
 import struct
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from nfnl.errors import NetlinkDecodeError
 

@@ -7,8 +7,6 @@ the same whether or not the running kernel understands ``CTA_FILTER``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nfnl.codec import nla, nla_nest, nla_u16, nla_u32
 
 from . import constants as K
@@ -42,7 +40,6 @@ def tuple_filter_flags(t: Tuple) -> int:
     return flags
 
 
-@dataclass
 class Filter:
     """Kernel-side dump selection.
 
@@ -52,14 +49,34 @@ class Filter:
     only, ``Tuple.zone`` is ignored).
     """
 
-    family: int = 0
-    mark: int | None = None
-    mark_mask: int | None = None
-    status: int | None = None
-    status_mask: int | None = None
-    zone: int | None = None
-    orig: Tuple | None = None
-    reply: Tuple | None = None
+    __slots__ = ("family", "mark", "mark_mask", "status", "status_mask", "zone", "orig", "reply")
+
+    def __init__(self, family: int = 0, mark: int | None = None, mark_mask: int | None = None,
+                 status: int | None = None, status_mask: int | None = None,
+                 zone: int | None = None, orig: Tuple | None = None,
+                 reply: Tuple | None = None) -> None:
+        self.family = family
+        self.mark = mark
+        self.mark_mask = mark_mask
+        self.status = status
+        self.status_mask = status_mask
+        self.zone = zone
+        self.orig = orig
+        self.reply = reply
+
+    def copy(self, **changes) -> "Filter":
+        kw = {n: getattr(self, n) for n in self.__slots__}
+        kw.update(changes)
+        return Filter(**kw)
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__
+                         if getattr(self, n) is not None)
+        return f"Filter({body})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Filter) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     @property
     def uses_cta_filter(self) -> bool:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from typing import Any, Iterator, Union
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 from .constants import (
     DCCP_STATE_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES, Status,
 )
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 AF_INET = 2
 AF_INET6 = 10
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from typing import Any, Iterator, Mapping
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 from .constants import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK
 from .errors import NetlinkDecodeError
 
-AttrTable = Mapping[str, Mapping[int, tuple[str, str, "str | None", "str | None"]]]
+AttrTable = "Mapping[str, Mapping[int, tuple[str, str, str | None, str | None]]]"
 
 MAX_DEPTH = 16
 _HDR = struct.Struct("=HH")

@@ -7,8 +7,9 @@ nfnetlink messages start their payload with ``struct nfgenmsg`` (4 bytes).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Mapping
 
 from . import _compiled as C
 from .codec import AttrList, decode_attrs
@@ -72,14 +73,20 @@ def set_seq(msg: bytes, seq: int, pid: int | None = None) -> bytes:
     return NLMSGHDR.pack(ln, mtype, flags, seq, old_pid if pid is None else pid) + msg[NLMSG_HDRLEN:]
 
 
-@dataclass(slots=True)
 class NlError:
     """Payload of an NLMSG_ERROR message (``errno`` positive, 0 for an ACK)."""
 
-    errno: int
-    request_header: tuple[int, int, int, int, int]
-    request: bytes
-    ext_ack: AttrList = field(default_factory=AttrList)
+    __slots__ = ("errno", "request_header", "request", "ext_ack")
+
+    def __init__(self, errno: int, request_header: tuple[int, int, int, int, int],
+                 request: bytes, ext_ack: AttrList | None = None) -> None:
+        self.errno = errno
+        self.request_header = request_header
+        self.request = request
+        self.ext_ack = ext_ack if ext_ack is not None else AttrList()
+
+    def __repr__(self) -> str:
+        return f"NlError(errno={self.errno}, request_header={self.request_header})"
 
     @property
     def message(self) -> str | None:
@@ -113,7 +120,6 @@ CONTROL_NAMES = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DON
                  NLMSG_OVERRUN: "NLMSG_OVERRUN"}
 
 
-@dataclass(slots=True)
 class Message:
     """A generically decoded message (tooling, fixtures, pretty printing).
 
@@ -122,17 +128,40 @@ class Message:
     ``error`` holds the :class:`NlError`.
     """
 
-    type: int
-    flags: int
-    seq: int
-    pid: int
-    name: str | None = None
-    family: int | None = None
-    version: int | None = None
-    res_id: int | None = None
-    attrs: AttrList | None = None
-    error: NlError | None = None
-    raw: bytes = b""
+    __slots__ = ("type", "flags", "seq", "pid", "name", "family", "version", "res_id", "attrs",
+                 "error", "raw")
+
+    def __init__(self, type: int, flags: int, seq: int, pid: int, name: str | None = None,
+                 family: int | None = None, version: int | None = None,
+                 res_id: int | None = None, attrs: AttrList | None = None,
+                 error: NlError | None = None, raw: bytes = b"") -> None:
+        self.type = type
+        self.flags = flags
+        self.seq = seq
+        self.pid = pid
+        self.name = name
+        self.family = family
+        self.version = version
+        self.res_id = res_id
+        self.attrs = attrs
+        self.error = error
+        self.raw = raw
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        head = self.name or f"type 0x{self.type:x}"
+        parts = [f"flags=0x{self.flags:x}", f"seq={self.seq}", f"pid={self.pid}"]
+        if self.family is not None:
+            parts.append(f"family={self.family}")
+        if self.error is not None:
+            parts.append(f"error={self.error.errno}")
+        if self.attrs is not None:
+            parts.append(f"attrs={self.attrs!r}")
+        return f"<{head} {' '.join(parts)}>"
 
     def encode(self, table: Mapping[str, Any] | None = None, set_name: str | None = None) -> bytes:
         from .codec import encode_attrs

@@ -16,7 +16,9 @@ import os
 import socket as _socket
 import struct
 import time
-from typing import Callable, Iterable, Iterator, Protocol
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator
 
 from .constants import (
     NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_EXT_ACK, NETLINK_NETFILTER,
@@ -31,10 +33,12 @@ RECV_SIZE = 1 << 16
 _LEN_TYPE = struct.Struct("=IH")
 
 
-class Tap(Protocol):
-    """Anything that records datagrams (``nfnl.pcap.PcapWriter`` fits)."""
+class Tap:
+    """Anything with ``write(data, direction, family=12, ts_ns=None)`` records datagrams
+    (``nfnl.pcap.PcapWriter`` fits); this class only documents the interface."""
 
-    def write(self, data: bytes, direction: str, family: int = ..., ts_ns: int | None = ...) -> None: ...
+    def write(self, data: bytes, direction: str, family: int = 12, ts_ns: int | None = None) -> None:
+        raise NotImplementedError
 
 
 _env_tap: Tap | None = None
