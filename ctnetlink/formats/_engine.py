@@ -1,0 +1,690 @@
+"""The layout compiler behind the conntrack-entry formats (text, xml, save, json).
+
+A format is declared once as a :class:`Layout`: an ordered list of rules
+``(condition, template)``. A condition is a Python expression, evaluated at compile
+time, over presence flags (``orig_zone`` = "the entry has an original-direction zone"),
+output options (``opt_extended``) and the few values that decide the layout
+(``family``, ``oproto``/``rproto`` = layer-4 number of each tuple, ``ofam``/``rfam`` =
+layer-3 number of each tuple, 0 when the tuple is absent). A template is literal text
+with ``{field:converter}`` placeholders; ``{$name}`` stands for one of the deciding
+values and ``{:converter}`` for a converter that needs no field. For every combination
+of present fields and deciding values met at run time (the "signature") the rules are
+evaluated once and turned into the source of one Python function returning a single
+f-string, cached by signature. The same rules compile against two inputs: a
+:class:`~ctnetlink.model.Flow` (``f.orig.sport``) and the raw value tuple of a
+:class:`~ctnetlink.decode.Shape` (``v[7]``), so no format exists twice.
+"""
+from __future__ import annotations
+
+import json as _json
+import socket
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from ..constants import (
+    DCCP_STATE_NAMES, L3_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES, Status,
+)
+from ..fields import FLOW_NESTS, FLOW_SCALARS, PROTOINFO_NESTS
+
+PORT_PROTOS = frozenset((6, 17, 136, 132, 33))
+"""Layer-4 protocols whose tuples print ``sport``/``dport``."""
+ICMP_PROTOS = frozenset((1, 58))
+IP_FAMILIES = frozenset((2, 10))
+GRE = 47
+NS = 1_000_000_000
+M64 = (1 << 64) - 1
+MEMO_LIMIT = 1 << 20
+
+
+# --- small shared helpers -------------------------------------------------------------
+
+class Memo(dict):
+    """A dict that computes missing values with ``fn`` (and forgets all when too big)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any], initial: Mapping | None = None) -> None:
+        super().__init__(initial or ())
+        self.fn = fn
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) > MEMO_LIMIT:
+            self.clear()
+        value = self[key] = self.fn(key)
+        return value
+
+
+def _ntoa4(b: bytes) -> str:
+    return socket.inet_ntoa(b[:4].ljust(4, b"\0"))
+
+
+def _ntop6(b: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, b[:16].ljust(16, b"\0"))
+
+
+ADDR4_BYTES = Memo(_ntoa4)
+"""IPv4 address bytes -> dotted quad (``inet_ntoa``); longer input uses its first 4 bytes."""
+ADDR6_BYTES = Memo(_ntop6)
+"""IPv6 address bytes -> ``inet_ntop(AF_INET6)`` text (libc form, IPv4-mapped tails)."""
+ADDR4_INT = Memo(lambda i: _ntoa4((i & 0xFFFFFFFF).to_bytes(4, "big")))
+ADDR6_INT = Memo(lambda i: _ntop6((i & ((1 << 128) - 1)).to_bytes(16, "big")))
+CSTRING = Memo(lambda b: b.split(b"\0", 1)[0].decode("utf8", "replace"))
+"""NUL-terminated attribute bytes -> str (decoded like :mod:`ctnetlink.decode`)."""
+
+
+def _names(table: tuple[str, ...], missing: str) -> Memo:
+    return Memo(lambda v: missing, dict(enumerate(table)))
+
+
+TCP_STATES = _names(TCP_STATE_NAMES, "NONE")
+SCTP_STATES = _names(SCTP_STATE_NAMES, "NONE")
+DCCP_STATES = _names(DCCP_STATE_NAMES, "NONE")
+
+
+def l3_name(n: int | None) -> str:
+    return L3_NAMES.get(n, "unknown") if n is not None else "unknown"
+
+
+def l4_name(n: int | None) -> str:
+    return L4_NAMES.get(n, "unknown") if n is not None else "unknown"
+
+
+def label_bits(labels: int | bytes) -> list[int]:
+    """The set bit numbers of a label bitmap (int, or the kernel's little-endian bytes)."""
+    if isinstance(labels, (bytes, bytearray, memoryview)):
+        labels = int.from_bytes(labels, "little")
+    out = []
+    bit = 0
+    while labels:
+        low = labels & -labels
+        bit = low.bit_length() - 1
+        out.append(bit)
+        labels ^= low
+    return out
+
+
+class LabelMap:
+    """A connlabel map (bit number -> name), hashable by content.
+
+    Built from any ``Mapping[int, str]``; the formats keep their label-text caches here.
+    """
+
+    __slots__ = ("names", "_key", "_memos")
+
+    def __init__(self, names: Mapping[int, str]) -> None:
+        self.names = dict(names)
+        self._key = tuple(sorted(self.names.items()))
+        self._memos: dict[str, Memo] = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelMap) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"LabelMap({self.names!r})"
+
+    def named(self, labels: int | bytes) -> list[str]:
+        """Names of the set bits that have one, in ascending bit order."""
+        get = self.names.get
+        return [n for n in (get(b) for b in label_bits(labels)) if n]
+
+    def memo(self, kind: str, render: Callable[["LabelMap", int | bytes], str]) -> Memo:
+        m = self._memos.get(kind)
+        if m is None:
+            m = self._memos[kind] = Memo(lambda raw: render(self, raw))
+        return m
+
+
+# --- options --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Options:
+    """What the ``-o`` list and the command ask for; hashable (it keys the caches).
+
+    ``extended`` (-o extended), ``id`` (-o id), ``ktimestamp`` (-o ktimestamp),
+    ``timestamp`` (-o timestamp: XML ``<when>`` on event records), ``labels`` (the label
+    map, or None when it is not loaded), ``event`` (1 NEW, 2 UPDATE, 3 DESTROY for event
+    records, None otherwise), ``save_prefix`` (``-o save`` prefix, default from
+    ``event``: ``-A``/``-U``/``-D``, ``-A`` without event), ``clock`` (returns the
+    current time in seconds; used for ``delta-time`` and ``<when>``; default
+    :func:`time.time`).
+    """
+
+    extended: bool = False
+    id: bool = False
+    ktimestamp: bool = False
+    timestamp: bool = False
+    labels: LabelMap | Mapping[int, str] | None = None
+    event: int | None = None
+    save_prefix: str | None = None
+    clock: Callable[[], float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and not isinstance(self.labels, LabelMap):
+            object.__setattr__(self, "labels", LabelMap(self.labels))
+        if self.event is not None:
+            object.__setattr__(self, "event", int(self.event))
+
+
+DEFAULT = Options()
+
+
+# --- fields ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Field:
+    """A model field: ``slot`` of Flow and, for nested records, ``attr`` inside it."""
+
+    name: str
+    slot: str
+    attr: str | None
+    paths: tuple[tuple[str, ...], ...]   # shape leaf paths, first present wins
+    default: Any = 0
+
+    @property
+    def local(self) -> str:
+        return "n_" + self.slot
+
+
+def _build_fields() -> dict[str, Field]:
+    paths: dict[tuple[str, str | None], list[tuple[str, ...]]] = {}
+    for path, slot in FLOW_SCALARS.items():
+        paths.setdefault((slot, None), []).append(path)
+    for nest, (slot, _cls, sub) in FLOW_NESTS.items():
+        for rel, attr in sub.items():
+            paths.setdefault((slot, attr), []).append((nest,) + rel)
+    for nest, (slot, _cls, sub) in PROTOINFO_NESTS.items():
+        for rel, attr in sub.items():
+            paths.setdefault((slot, attr), []).append(("CTA_PROTOINFO", nest) + rel)
+    out = {}
+    for (slot, attr), ps in paths.items():
+        name = slot if attr is None else f"{slot}.{attr}"
+        default: Any = 0
+        if slot in ("helper", "secctx"):
+            default = ""
+        out[name] = Field(name, slot, attr, tuple(ps), default)
+    for nest, (slot, _cls, _sub) in FLOW_NESTS.items():
+        out[slot] = Field(slot, slot, None, ((nest,),), None)
+    for nest, (slot, _cls, _sub) in PROTOINFO_NESTS.items():
+        out[slot] = Field(slot, slot, None, (("CTA_PROTOINFO", nest),), None)
+    return out
+
+
+FIELDS = _build_fields()
+NEST_SLOTS = frozenset(s for _n, (s, _c, _x) in FLOW_NESTS.items())
+
+
+def flag_name(name: str) -> str:
+    """The condition identifier for "field is present" (``orig.zone`` -> ``orig_zone``)."""
+    return name.replace(".", "_")
+
+
+# --- layouts --------------------------------------------------------------------------
+
+_FMT = string.Formatter()
+
+
+class Layout:
+    """An ordered rule list plus how the assembled text is finished.
+
+    ``finish``: ``"strip"`` removes the final character (the trailing space of the
+    conntrack text and save lines), ``"json"`` drops the comma after every ``{``,
+    ``"none"`` keeps the text. ``valid`` is a condition: when false the compiled
+    function returns None (e.g. ``-o save`` of a family it cannot print).
+    ``derived`` names extra compile-time booleans: ``{name: condition}``.
+    """
+
+    def __init__(self, name: str, rules: Iterable[tuple[str, str]], finish: str = "none",
+                 valid: str = "True", derived: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.rules = [(cond, compile(cond, f"<{name} rule>", "eval"), tmpl)
+                      for cond, tmpl in rules]
+        self.finish = finish
+        self.valid = compile(valid, f"<{name} valid>", "eval")
+        self.derived = [(k, compile(c, f"<{name} derived>", "eval"))
+                        for k, c in (derived or {}).items()]
+        used: set[str] = set()
+        flags = {flag_name(n): n for n in FIELDS}
+        codes = [c for _s, c, _t in self.rules] + [self.valid] + [c for _k, c in self.derived]
+        for code in codes:
+            for ident in code.co_names:
+                if ident in flags:
+                    used.add(flags[ident])
+        for _s, _c, tmpl in self.rules:
+            for _lit, fname, spec, _conv in _FMT.parse(tmpl):
+                if fname is None:
+                    continue
+                if fname and not fname.startswith("$"):
+                    if fname not in FIELDS:
+                        raise ValueError(f"{name}: unknown field {fname!r}")
+                    used.add(fname)
+                conv = CONVERTERS.get(spec or "")
+                if conv is None and spec not in ("", "x"):
+                    raise ValueError(f"{name}: unknown converter {spec!r}")
+                if conv is not None:
+                    used.update(conv.deps)
+        # nested fields imply their nest (presence of the record)
+        for n in list(used):
+            f = FIELDS[n]
+            if f.attr is not None:
+                used.add(f.slot)
+        used.update(("orig", "reply", "orig.proto", "reply.proto"))
+        self.used = tuple(sorted(used))
+
+
+# --- compile-time context and converters -----------------------------------------------
+
+class Expr:
+    """A run-time value in the generated f-string: ``{src:spec}``."""
+
+    __slots__ = ("src", "spec")
+
+    def __init__(self, src: str, spec: str = "") -> None:
+        if "'" in src or '"' in src or "\\" in src:
+            raise ValueError(f"generated expression must not contain quotes: {src}")
+        self.src = src
+        self.spec = spec
+
+
+class Ctx:
+    """What a converter sees while one signature is compiled."""
+
+    def __init__(self, backend: "Backend", env: dict[str, Any], opts: Options) -> None:
+        self.backend = backend
+        self.env = env
+        self.opts = opts
+        self.ns = backend.ns
+
+    def has(self, name: str) -> bool:
+        return bool(self.env[flag_name(name)])
+
+    def raw(self, name: str) -> str:
+        return self.backend.raw(name)
+
+    def kind(self, name: str) -> str:
+        """``flow`` for model values, else the shape leaf kind (``ipv4``, ``string``...)."""
+        return self.backend.kind(name)
+
+    def const(self, obj: Any, hint: str = "c") -> str:
+        """Put ``obj`` in the generated code's namespace; returns its name."""
+        for k, v in self.ns.items():
+            if v is obj and k.startswith("_"):
+                return k
+        name = f"_{hint}{len(self.ns)}"
+        self.ns[name] = obj
+        return name
+
+    @property
+    def family(self) -> int:
+        return self.env["family"]
+
+
+@dataclass
+class Converter:
+    fn: Callable[[Ctx, str | None], Any]
+    deps: tuple[str, ...] = ()
+
+
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(name: str, deps: tuple[str, ...] = ()):
+    """Register ``fn(ctx, field_name) -> str (literal) | Expr`` as a converter."""
+    def deco(fn):
+        CONVERTERS[name] = Converter(fn, deps)
+        return fn
+    return deco
+
+
+def _value(ctx: Ctx, fname: str, spec: str):
+    """A placeholder without (or with the ``x``) converter: the number itself."""
+    if fname.startswith("$"):
+        v = ctx.env[fname[1:]]
+        return format(v if v is not None else 0, spec)
+    if not ctx.has(fname):
+        return format(FIELDS[fname].default, spec)
+    if ctx.kind(fname) in ("string",):
+        return Expr(f"{ctx.const(CSTRING, 'str')}[{ctx.raw(fname)}]")
+    return Expr(ctx.raw(fname), spec)
+
+
+def addr_expr(ctx: Ctx, fname: str) -> str | Expr:
+    """Address text of the entry's family (``inet_ntoa`` / ``inet_ntop``)."""
+    v6 = ctx.family == 10
+    if not ctx.has(fname):
+        return "::" if v6 else "0.0.0.0"
+    raw = ctx.raw(fname)
+    if ctx.kind(fname) == "flow":
+        memo = ADDR6_INT if v6 else ADDR4_INT
+        return Expr(f"{ctx.const(memo, 'a')}[{raw}._ip]")
+    memo = ADDR6_BYTES if v6 else ADDR4_BYTES
+    return Expr(f"{ctx.const(memo, 'a')}[{raw}]")
+
+
+def str_expr(ctx: Ctx, fname: str) -> str | Expr:
+    if not ctx.has(fname):
+        return ""
+    if ctx.kind(fname) == "flow":
+        return Expr(ctx.raw(fname))
+    return Expr(f"{ctx.const(CSTRING, 'str')}[{ctx.raw(fname)}]")
+
+
+def memo_expr(ctx: Ctx, fname: str, memo: Mapping, default: Any = 0) -> str | Expr:
+    """``memo[value]``: looked up at compile time when the field is absent."""
+    if not ctx.has(fname):
+        return memo[default]
+    return Expr(f"{ctx.const(memo, 'm')}[{ctx.raw(fname)}]")
+
+
+def labels_expr(ctx: Ctx, fname: str, kind: str,
+                render: Callable[[LabelMap, int | bytes], str]) -> str | Expr:
+    lm = ctx.opts.labels
+    assert lm is not None
+    memo = lm.memo(kind, render)
+    if not ctx.has(fname):
+        return memo[0]
+    return Expr(f"{ctx.const(memo, 'l')}[{ctx.raw(fname)}]")
+
+
+def now_expr(ctx: Ctx) -> str:
+    """Source of the current time in whole seconds (``time(NULL)``)."""
+    clock = ctx.opts.clock or time.time
+    return f"int({ctx.const(clock, 'clock')}())"
+
+
+converter("addr")(addr_expr)
+converter("str")(str_expr)
+converter("tcp_state")(lambda ctx, f: memo_expr(ctx, f, TCP_STATES))
+converter("sctp_state")(lambda ctx, f: memo_expr(ctx, f, SCTP_STATES))
+converter("dccp_state")(lambda ctx, f: memo_expr(ctx, f, DCCP_STATES))
+converter("l3name")(lambda ctx, f: l3_name(ctx.env[f[1:]]))
+converter("l4name")(lambda ctx, f: l4_name(ctx.env[f[1:]]))
+
+
+# --- backends -------------------------------------------------------------------------
+
+class Backend:
+    ns: dict[str, Any]
+
+    def raw(self, name: str) -> str:
+        raise NotImplementedError
+
+    def kind(self, name: str) -> str:
+        raise NotImplementedError
+
+
+class FlowBackend(Backend):
+    """Values come from a Flow ``f``; nested records are read into ``n_<slot>`` locals."""
+
+    def __init__(self) -> None:
+        self.ns = {}
+        self.locals: set[str] = set()
+
+    def raw(self, name: str) -> str:
+        f = FIELDS[name]
+        if f.attr is None:
+            return f"f.{f.slot}"
+        self.locals.add(f.slot)
+        return f"{f.local}.{f.attr}"
+
+    def kind(self, name: str) -> str:
+        return "flow"
+
+    def prelude(self) -> str:
+        return "".join(f"    n_{s} = f.{s}\n" for s in sorted(self.locals))
+
+
+class ShapeBackend(Backend):
+    """Values come from the tuple ``v`` unpacked with a Shape's struct."""
+
+    def __init__(self, leaves: Mapping[tuple, tuple[int, str, int]]) -> None:
+        self.ns = {}
+        self.leaves = leaves
+        self.where: dict[str, tuple[int, str]] = {}
+        prefixes = {p[:k] for p in leaves for k in (1, 2)}
+        self.present: dict[str, bool] = {}
+        for name, f in FIELDS.items():
+            if f.default is None:   # a nest: present if any leaf lies inside it
+                self.present[name] = f.paths[0] in prefixes
+                continue
+            for p in f.paths:
+                hit = leaves.get(p)
+                if hit is not None:
+                    self.where[name] = (hit[0], hit[1])
+                    self.present[name] = True
+                    break
+            else:
+                self.present[name] = False
+
+    def raw(self, name: str) -> str:
+        return f"v[{self.where[name][0]}]"
+
+    def kind(self, name: str) -> str:
+        return self.where[name][1]
+
+
+# --- compiling ------------------------------------------------------------------------
+
+def _env(layout: Layout, present: Mapping[str, bool], family: int | None,
+         oproto: int | None, rproto: int | None, opts: Options) -> dict[str, Any]:
+    env: dict[str, Any] = {flag_name(n): False for n in FIELDS}
+    for n in layout.used:
+        env[flag_name(n)] = bool(present.get(n))
+    fam = family if family is not None else 0
+    env.update(
+        family=fam, oproto=oproto if oproto is not None else 0,
+        rproto=rproto if rproto is not None else 0,
+        ofam=fam if env["orig"] else 0, rfam=fam if env["reply"] else 0,
+        opt_extended=opts.extended, opt_id=opts.id, opt_ktimestamp=opts.ktimestamp,
+        opt_timestamp=opts.timestamp, opt_labels=opts.labels is not None,
+        opt_event=opts.event, IP=IP_FAMILIES, PORTS=PORT_PROTOS, ICMPS=ICMP_PROTOS, GRE=GRE,
+    )
+    env["sfam"] = env["ofam"] or env["rfam"]
+    for k, code in layout.derived:
+        env[k] = eval(code, {}, env)  # noqa: S307 - conditions come from the layout tables
+    return env
+
+
+def _pieces(layout: Layout, ctx: Ctx) -> list[str | Expr] | None:
+    env = ctx.env
+    if not eval(layout.valid, {}, env):  # noqa: S307
+        return None
+    out: list[str | Expr] = []
+    for _src, code, tmpl in layout.rules:
+        if not eval(code, {}, env):  # noqa: S307
+            continue
+        for lit, fname, spec, _conv in _FMT.parse(tmpl):
+            if lit:
+                out.append(lit)
+            if fname is None:
+                continue
+            conv = CONVERTERS.get(spec or "")
+            piece = conv.fn(ctx, fname) if conv is not None else _value(ctx, fname, spec or "")
+            if piece is not None and piece != "":
+                out.append(piece)
+    # merge adjacent literals
+    merged: list[str | Expr] = []
+    for p in out:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    if layout.finish == "json":
+        merged = [p.replace("{,", "{") if isinstance(p, str) else p for p in merged]
+    return merged
+
+
+def _literal(s: str) -> str:
+    return (s.replace("\\", "\\\\").replace("'", "\\'").replace("{", "{{").replace("}", "}}")
+            .replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r"))
+
+
+def _fstring(pieces: list[str | Expr], finish: str) -> str:
+    strip_runtime = False
+    if finish == "strip" and pieces:
+        last = pieces[-1]
+        if isinstance(last, str):
+            pieces = pieces[:-1] + [last[:-1]] if last else pieces[:-1]
+        else:
+            strip_runtime = True
+    parts = []
+    for p in pieces:
+        if isinstance(p, str):
+            parts.append(_literal(p))
+        else:
+            parts.append("{" + p.src + (":" + p.spec if p.spec else "") + "}")
+    src = "f'" + "".join(parts) + "'"
+    return src + "[:-1]" if strip_runtime else src
+
+
+def compile_signature(layout: Layout, backend: Backend, present: Mapping[str, bool],
+                      family: int | None, oproto: int | None, rproto: int | None,
+                      opts: Options, argname: str) -> tuple[Callable, str]:
+    """Compile one signature: returns the function and its source (for debugging)."""
+    env = _env(layout, present, family, oproto, rproto, opts)
+    ctx = Ctx(backend, env, opts)
+    pieces = _pieces(layout, ctx)
+    if pieces is None:
+        body = "    return None\n"
+    else:
+        body = f"    return {_fstring(pieces, layout.finish)}\n"
+    prelude = backend.prelude() if isinstance(backend, FlowBackend) else ""
+    src = f"def fmt({argname}):\n{prelude}{body}"
+    ns = dict(backend.ns)
+    exec(compile(src, f"<{layout.name} format>", "exec"), ns)  # noqa: S102 - generated
+    return ns["fmt"], src
+
+
+# --- the two entry points -------------------------------------------------------------
+
+def _flow_family(f) -> int:
+    for t in (f.orig, f.reply):
+        if t is not None and t.family is not None:
+            return t.family
+    return 0
+
+
+_FLOW_CACHE: dict[tuple[Layout, Options], Callable] = {}
+
+
+def flow_formatter(layout: Layout, opts: Options = DEFAULT) -> Callable[[Any], Any]:
+    """A function ``fmt(flow) -> str`` for ``layout`` under ``opts`` (cached)."""
+    key = (layout, opts)
+    fn = _FLOW_CACHE.get(key)
+    if fn is not None:
+        return fn
+    names = layout.used
+    locals_ = sorted({FIELDS[n].slot for n in names if FIELDS[n].attr is not None})
+    lines = ["def fmt(f):"]
+    lines += [f"    n_{s} = f.{s}" for s in locals_]
+    lines.append("    fam = f.family")
+    lines.append("    if fam is None:")
+    lines.append("        fam = _family(f)")
+    sig = ["fam",
+           "(n_orig.proto if n_orig is not None else None)",
+           "(n_reply.proto if n_reply is not None else None)"]
+    for n in names:
+        fd = FIELDS[n]
+        if fd.attr is None:
+            sig.append(f"f.{fd.slot} is not None")
+        else:
+            sig.append(f"(n_{fd.slot} is not None and n_{fd.slot}.{fd.attr} is not None)")
+    lines.append("    k = (" + ", ".join(sig) + ",)")
+    lines.append("    fn = _tab.get(k)")
+    lines.append("    if fn is None:")
+    lines.append("        fn = _build(k)")
+    lines.append("    return fn(f)")
+    tab: dict[tuple, Callable] = {}
+
+    def build(k: tuple) -> Callable:
+        present = dict(zip(names, k[3:]))
+        fn, _src = compile_signature(layout, FlowBackend(), present, k[0], k[1], k[2], opts, "f")
+        if len(tab) > 4096:
+            tab.clear()
+        tab[k] = fn
+        return fn
+
+    ns: dict[str, Any] = {"_tab": tab, "_build": build, "_family": _flow_family}
+    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the field table
+    fn = ns["fmt"]
+    fn.signatures = tab  # type: ignore[attr-defined]
+    if len(_FLOW_CACHE) > 256:
+        _FLOW_CACHE.clear()
+    _FLOW_CACHE[key] = fn
+    return fn
+
+
+_SHAPE_CACHE: dict[tuple[int, Layout, Options], tuple[Any, Callable]] = {}
+
+
+def shape_formatter(layout: Layout, shape, opts: Options = DEFAULT) -> Callable[[tuple, int], Any]:
+    """A function ``fmt(values, family) -> str`` for messages of ``shape`` (cached).
+
+    ``values`` is ``shape.struct.unpack_from(buf, off + 20)``, ``family`` the message's
+    ``nfgen_family``.
+    """
+    key = (id(shape), layout, opts)
+    hit = _SHAPE_CACHE.get(key)
+    if hit is not None and hit[0] is shape:
+        return hit[1]
+    probe = ShapeBackend(shape.leaves)
+    present = probe.present
+    oproto = probe.where.get("orig.proto")
+    rproto = probe.where.get("reply.proto")
+    okey = f"v[{oproto[0]}]" if oproto else "None"
+    rkey = f"v[{rproto[0]}]" if rproto else "None"
+    src = ("def fmt(v, family):\n"
+           f"    fn = _tab.get((family, {okey}, {rkey}))\n"
+           "    if fn is None:\n"
+           f"        fn = _build(family, {okey}, {rkey})\n"
+           "    return fn(v)\n")
+    tab: dict[tuple, Callable] = {}
+
+    def build(family: int, op: int | None, rp: int | None) -> Callable:
+        fn, _src = compile_signature(layout, ShapeBackend(shape.leaves), present, family, op, rp,
+                                     opts, "v")
+        if len(tab) > 4096:
+            tab.clear()
+        tab[(family, op, rp)] = fn
+        return fn
+
+    ns: dict[str, Any] = {"_tab": tab, "_build": build}
+    exec(src, ns)  # noqa: S102 - generated
+    fn = ns["fmt"]
+    fn.signatures = tab  # type: ignore[attr-defined]
+    if len(_SHAPE_CACHE) > 16384:
+        _SHAPE_CACHE.clear()
+    _SHAPE_CACHE[key] = (shape, fn)
+    return fn
+
+
+def source_for(layout: Layout, flow, opts: Options = DEFAULT) -> str:
+    """The generated source for ``flow``'s signature (debugging aid)."""
+    present = {}
+    for n in layout.used:
+        fd = FIELDS[n]
+        if fd.attr is None:
+            present[n] = getattr(flow, fd.slot) is not None
+        else:
+            rec = getattr(flow, fd.slot)
+            present[n] = rec is not None and getattr(rec, fd.attr) is not None
+    fam = flow.family if flow.family is not None else _flow_family(flow)
+    op = flow.orig.proto if flow.orig is not None else None
+    rp = flow.reply.proto if flow.reply is not None else None
+    return compile_signature(layout, FlowBackend(), present, fam, op, rp, opts, "f")[1]
+
+
+def json_string(s: str) -> str:
+    return _json.dumps(s, ensure_ascii=False)
+
+
+STATUS_NAMES = {int(m): m.name for m in Status}
+
+
+def status_names(status: int) -> list[str]:
+    """Names of the set status bits in bit order (``BIT<n>`` for unnamed bits)."""
+    return [STATUS_NAMES.get(1 << b, f"BIT{b}") for b in label_bits(status)]

@@ -1,0 +1,150 @@
+"""Synthetic conntrack entries and kernel-style messages, for format tests and benchmarks.
+
+:func:`random_flow` draws a :class:`~ctnetlink.model.Flow` covering every protocol
+handler, both families and every optional attribute the formats print;
+:func:`kernel_message` encodes a Flow the way a dump reply carries it (the request
+attributes of :mod:`ctnetlink.encode` plus the reply-only ones: counters, use, id,
+timestamps, security context, event timestamp).
+"""
+from __future__ import annotations
+
+import ipaddress
+import random
+
+from nfnl.codec import nla_nest, nla_string, nla_u32, nla_u64
+from nfnl.message import build_nfnl
+
+from ..constants import IPCTNL_MSG_CT_NEW
+from ..encode import encode_flow
+from ..model import Counters, DccpInfo, Flow, SctpInfo, TcpInfo, Timestamp, Tuple
+
+NLM_F_MULTI = 0x2
+PROTOS = (6, 17, 136, 1, 58, 132, 47, 33, 2, 200, 0)
+
+
+def kernel_message(flow: Flow, mtype: int = IPCTNL_MSG_CT_NEW, flags: int = NLM_F_MULTI,
+                   seq: int = 0) -> bytes:
+    """A complete ctnetlink message carrying every set field of ``flow``."""
+    parts = [encode_flow(flow)]
+    for atype, c in ((9, flow.counters_orig), (10, flow.counters_reply)):
+        if c is not None:
+            sub = []
+            if c.packets is not None:
+                sub.append(nla_u64(1, c.packets))
+            if c.bytes is not None:
+                sub.append(nla_u64(2, c.bytes))
+            parts.append(nla_nest(atype, *sub))
+    if flow.timestamp is not None:
+        sub = []
+        if flow.timestamp.start is not None:
+            sub.append(nla_u64(1, flow.timestamp.start))
+        if flow.timestamp.stop is not None:
+            sub.append(nla_u64(2, flow.timestamp.stop))
+        parts.append(nla_nest(20, *sub))
+    if flow.secctx is not None:
+        parts.append(nla_nest(19, nla_string(1, flow.secctx)))
+    if flow.use is not None:
+        parts.append(nla_u32(11, flow.use))
+    if flow.id is not None:
+        parts.append(nla_u32(12, flow.id))
+    if flow.event_timestamp is not None:
+        parts.append(nla_u64(27, flow.event_timestamp))
+    return build_nfnl(mtype, flags, flow.family or 0, b"".join(parts), seq)
+
+
+def _addr(rng: random.Random, v6: bool):
+    if v6:
+        kind = rng.random()
+        if kind < 0.15:
+            return ipaddress.IPv6Address("::ffff:" + ".".join(str(rng.randrange(256)) for _ in range(4)))
+        if kind < 0.25:
+            return ipaddress.IPv6Address(rng.randrange(1 << 32))
+        if kind < 0.35:
+            return ipaddress.IPv6Address("::1")
+        return ipaddress.IPv6Address((0x2001_0db8 << 96) | rng.randrange(1 << 16) << rng.choice((0, 16, 64)))
+    return ipaddress.IPv4Address(rng.randrange(1 << 32))
+
+
+def _tuple(rng: random.Random, v6: bool, proto: int | None, reply_of: Tuple | None = None) -> Tuple:
+    if reply_of is not None:
+        t = reply_of.reversed()
+        if rng.random() < 0.2:
+            t.src = _addr(rng, v6)
+        if rng.random() < 0.2:
+            t.dst = _addr(rng, v6)
+        if t.icmp_type is not None:
+            t.icmp_type = {8: 0, 128: 129, 139: 140}.get(t.icmp_type, t.icmp_type)
+    else:
+        t = Tuple(_addr(rng, v6), _addr(rng, v6), proto)
+        if proto in (6, 17, 136, 132, 33, 47):
+            if rng.random() < 0.95:
+                t.sport, t.dport = rng.randrange(65536), rng.randrange(65536)
+        elif proto in (1, 58):
+            if rng.random() < 0.95:
+                t.icmp_type = rng.choice((8, 0, 3, 128, 139, 255))
+                t.icmp_code, t.icmp_id = rng.randrange(256), rng.randrange(65536)
+    if rng.random() < 0.1:
+        t.zone = rng.randrange(65536)
+    return t
+
+
+def random_flow(rng: random.Random, rich: float = 0.5) -> Flow:
+    """A random entry; ``rich`` is the probability of each optional attribute."""
+    v6 = rng.random() < 0.4
+    proto = rng.choice(PROTOS)
+    p = proto if proto != 0 else None
+    orig = _tuple(rng, v6, p)
+    reply = _tuple(rng, v6, p, orig)
+    f = Flow(family=10 if v6 else 2, orig=orig, reply=reply)
+    if rng.random() < 0.03:
+        f.orig = None
+    if rng.random() < 0.03:
+        f.reply = None
+    if rng.random() < 0.97:
+        f.status = rng.choice((0x8, 0xA, 0xE, 0x188, 0x10E, 0x18E, 0x4008, 0xC00E, 0x40F,
+                               rng.randrange(1 << 16)))
+    if rng.random() < 0.95:
+        f.timeout = rng.randrange(1 << 20)
+    if proto == 6 and rng.random() < 0.95:
+        f.tcp = TcpInfo(state=rng.randrange(12), wscale_orig=7, wscale_reply=7,
+                        flags_orig=(0x23, 0x23), flags_reply=(0x23, 0x23))
+    if proto == 132 and rng.random() < 0.9:
+        f.sctp = SctpInfo(state=rng.randrange(11), vtag_orig=rng.randrange(1 << 32),
+                          vtag_reply=rng.randrange(1 << 32))
+    if proto == 33 and rng.random() < 0.9:
+        f.dccp = DccpInfo(state=rng.randrange(11), role=rng.randrange(3), handshake_seq=rng.randrange(1 << 48))
+    if rng.random() < 0.9:
+        f.mark = rng.choice((0, 1, 0xFFFFFFFF, rng.randrange(1 << 32)))
+    if rng.random() < rich * 0.1:
+        f.secmark = rng.randrange(1 << 32)
+    if rng.random() < rich * 0.1:
+        f.secctx = rng.choice(("system_u:object_r:unlabeled_t:s0", "x"))
+    if rng.random() < rich * 0.3:
+        f.zone = rng.randrange(65536)
+    if rng.random() < rich:
+        f.counters_orig = Counters(rng.randrange(1 << 40), rng.randrange(1 << 50))
+        if rng.random() < 0.95:
+            f.counters_reply = Counters(rng.randrange(1 << 40), rng.randrange(1 << 50))
+    elif rng.random() < 0.05:
+        f.counters_reply = Counters(rng.randrange(100), rng.randrange(10000))
+    if rng.random() < rich:
+        start = 1_795_625_000_000_000_000 + rng.randrange(10**12)
+        stop = start + rng.randrange(10**11) if rng.random() < 0.3 else None
+        if rng.random() < 0.05:
+            stop = 0
+        f.timestamp = Timestamp(start, stop)
+    if rng.random() < rich * 0.3:
+        f.helper = rng.choice(("ftp", "sip", "tftp"))
+    if rng.random() < 0.9:
+        f.use = rng.randrange(1, 4)
+    if rng.random() < 0.9:
+        f.id = rng.randrange(1 << 32)
+    if rng.random() < rich * 0.3:
+        f.labels = rng.choice((1, 2, 6, 1 << 127, 0x10, rng.randrange(1 << 128)))
+        f.labels_size = 16
+    if rng.random() < rich * 0.05:
+        f.event_timestamp = 1_795_625_000_000_000_000 + rng.randrange(10**12)
+    return f
+
+
+__all__ = ["kernel_message", "random_flow", "PROTOS"]
