@@ -32,8 +32,8 @@ from typing import Any, Iterable, Iterator, Union
 
 from .codec import AttrList
 from .constants import (
-    NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_MIN_TYPE, SOL_NETLINK,
+    NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP, NETLINK_NETFILTER, NLM_F_ACK, NLM_F_CAPPED,
+    NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE, SOL_NETLINK,
 )
 from .errors import NetlinkDecodeError
 from .message import NLMSGHDR, decode_message, iter_messages, message_spec, register_message
@@ -303,11 +303,14 @@ class Replay:
     ``strict=True`` requires requests in recorded order (each must match the next unused
     exchange); otherwise the first unused matching exchange answers. ``exhausted`` is the
     exception (class or instance) a blocking ``recv`` raises when nothing is left to serve.
+    ``complete_acks`` adds the ACK the kernel sends for an ``NLM_F_ACK`` request when the
+    recorded program did not read it (libnetfilter_conntrack stops reading after the data).
     ``sent`` lists every datagram sent to the replay, ``played`` the conversation as played.
     """
 
     def __init__(self, recording: Recording, *, strict: bool = False,
-                 exhausted: type[BaseException] | BaseException = ReplayExhausted) -> None:
+                 exhausted: type[BaseException] | BaseException = ReplayExhausted,
+                 complete_acks: bool = True) -> None:
         ensure_schemas()
         self.strict = strict
         self.exhausted = exhausted
@@ -330,6 +333,9 @@ class Replay:
                 ex.replies.append(p.data)
                 if not self._portids:
                     self._portids = [pid for *_, pid in _safe_headers(p.data) if pid][:1]
+        if complete_acks:
+            for ex in self.exchanges:
+                ex.replies += _missing_acks(ex)
         self._next_portid = 0x7E000000 + os.getpid() % 0x10000 * 16
 
     @property
@@ -415,6 +421,21 @@ class Replay:
                                         lineterm="", n=2)
             out += ["    " + line for line in diff] or ["    (identical text)"]
         return "\n".join(out)
+
+
+def _missing_acks(ex: Exchange) -> list[bytes]:
+    """ACKs (capped NLMSG_ERROR 0) for the exchange's non-dump ``NLM_F_ACK`` requests that
+    have no NLMSG_ERROR among the recorded replies."""
+    answered = {seq for reply in ex.replies for _, _, t, _, seq, _ in _safe_headers(reply)
+                if t == NLMSG_ERROR}
+    out = []
+    for off, _, mtype, flags, seq, pid in _safe_headers(ex.request):
+        if flags & NLM_F_ACK and flags & NLM_F_DUMP != NLM_F_DUMP and seq not in answered:
+            echo = ex.request[off:off + 16]
+            # pid 1: any non-zero pid is rewritten to the replaying socket's portid
+            out.append(NLMSGHDR.pack(36, NLMSG_ERROR, NLM_F_CAPPED, seq, 1)
+                       + struct.pack("=i", 0) + echo)
+    return out
 
 
 def _safe_headers(data: bytes) -> list[tuple[int, int, int, int, int, int]]:
