@@ -114,6 +114,7 @@ class NLA(Packet):
     """A netlink attribute the schema does not know (or whose payload does not fit it)."""
 
     name = "NLA"
+    attr_name: str | None = None
     kind = "bytes"
     fmt: str | None = None
     child: str | None = None
@@ -183,11 +184,25 @@ def dispatcher(set_name: str | None) -> Callable[..., Packet]:
         if len(data) >= 4:
             ln, rtype = struct.unpack_from("=HH", data)
             cls = ATTR_SETS.get(set_name or "", {}).get(rtype & _NLA_TYPE_MASK)
-            if cls is not None and ln >= 4 and _fits(cls, data[4:ln]):
+            if cls is not None and ln >= 4:
+                if not _fits(cls, data[4:ln]):
+                    cls = _raw_variant(cls)
                 return cls(data, _parent=_parent)
         return NLA(data, _parent=_parent)
 
     return dispatch
+
+
+_RAW_VARIANTS: dict[type[NLA], type[NLA]] = {}
+
+
+def _raw_variant(cls: type[NLA]) -> type[NLA]:
+    """A known attribute whose payload does not fit its declaration: named, value kept raw."""
+    raw = _RAW_VARIANTS.get(cls)
+    if raw is None:
+        raw = _RAW_VARIANTS[cls] = type(f"{cls.__name__}_RAW", (NLA,), {
+            "name": cls.attr_name, "attr_name": cls.attr_name, "__module__": __name__})
+    return raw
 
 
 def _struct_names(attr_name: str, fmt: str) -> list[str]:
@@ -233,7 +248,7 @@ def _make_attr_classes(tables: dict[str, dict[int, tuple]], names: dict[str, typ
             cls_name = attr_name if attr_name not in names else f"{attr_name}__{set_name}"
             default_type = atype | (NLA_F_NESTED if kind == "nested" else 0)
             cls = type(cls_name, (NLA,), {
-                "name": attr_name, "kind": kind, "fmt": fmt, "child": child,
+                "name": attr_name, "attr_name": attr_name, "kind": kind, "fmt": fmt, "child": child,
                 "__module__": __name__,
                 "fields_desc": [Field("nla_len", None, fmt="=H"),
                                 NlaTypeField("nla_type", default_type),
