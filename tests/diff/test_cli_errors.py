@@ -623,6 +623,11 @@ for line in sys.stdin:
     env = {k: v for k, v in os.environ.items() if k != "POSIXLY_CORRECT"}
     env.update(req["env"])
     args = [os.fsdecode(base64.b64decode(a)) for a in req["argv"]]
+    trace = req.get("trace")
+    if trace:
+        args = ["strace", "-qq", "-o", trace, "-e", "trace=sendto", "-e", "verbose=none", "-xx",
+                "-s", "65535", req["exe"]] + args[1:]
+        req["exe"] = "/usr/bin/strace"
     try:
         p = subprocess.run(args, executable=req["exe"], input=base64.b64decode(req["stdin"]),
                            capture_output=True, env=env, timeout=req["timeout"])
@@ -661,12 +666,12 @@ class Reference:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def run(self, argv: list[str], labels: bytes | None, stdin: bytes | None,
-            env: dict[str, str], timeout: float = 3) -> Result:
+            env: dict[str, str], timeout: float = 3, trace: str | None = None) -> Result:
         def b64(data: bytes) -> str:
             return base64.b64encode(data).decode()
         req = {"argv": [b64(os.fsencode(a)) for a in ["conntrack"] + argv], "exe": REFERENCE,
                "labels": None if labels is None else b64(labels), "stdin": b64(stdin or b""),
-               "env": env, "timeout": timeout}
+               "env": env, "timeout": timeout, "trace": trace}
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
@@ -800,3 +805,97 @@ def test_reference_crashes_we_do_not(args: list[str], message: str, reference: R
     ours = run_ours(args, str(workdir / "none.conf"), None, {})
     assert ours.rc == 2
     assert ours.err.decode().splitlines()[0] == f"conntrack v1.4.7 (conntrack-tools): {message}"
+
+
+# ---------------------------------------------------------------------------------------
+# the template: what the reference sends to the kernel for a command line must agree
+# with the Invocation (fields the options set; tuples as given; kernel dump filters)
+
+TEMPLATE_CASES = [
+    "-I -s 1.1.1.1 -d 2.2.2.2 -p tcp --sport 10 --dport 20 --state ESTABLISHED "
+    "-u SEEN_REPLY,ASSURED -t 50 -m 7 -w 3 --label-add web",
+    "-I -s 1.1.1.9 -d 2.2.2.2 -p tcp --sport 10 --dport 20 --state TIME_WAIT -t 50 -m 5 -u ASSURED",
+    "-I -r 2.2.2.2 -q 1.1.1.3 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 5 -t 50",
+    "-I -s 1.1.1.4 -d 2.2.2.2 -p icmp --icmp-type 13 --icmp-code 0 -t 50 -g 1.1.1.1:5",
+    "-I -p icmp --icmp-type 8 --icmp-code 0 -s 1.1.1.5 -d 2.2.2.2 -t 50",
+    "-I -s 2001:db8::1 -d 2001:db8::2 -p icmpv6 --icmpv6-type 128 --icmpv6-code 0 "
+    "--icmpv6-id 9 -t 50",
+    "-I -s 1.1.1.2 -d 2.2.2.2 -g 3.3.3.3:80 -p udp --sport 10 --dport 20 -t 50 --orig-zone 4",
+    "-I -s 1.1.1.2 -d 2.2.2.2 -n 9.9.9.9 -p sctp --sport 10 --dport 20 -t 50 "
+    "--state ESTABLISHED --orig-vtag 5 --reply-vtag 6",
+    "-I -s 1.1.1.4 -d 2.2.2.2 -p dccp --sport 10 --dport 20 -t 50 --state OPEN --role server",
+    "-I -s 1.1.1.6 -d 2.2.2.2 -p gre --srckey 0x10 --dstkey 20 -t 50 --reply-zone 7",
+    "-I -s 1.1.1.7 -d 2.2.2.2 -r 3.3.3.3 -q 1.1.1.7 -p udplite --sport 1 --dport 2 "
+    "--reply-port-src 3 --reply-port-dst 1 -t 9 --label-add high,eth0-in",
+    "-A -s ::1 -d ::2 -p 200 -t 9 -u EXPECTED,FIXED_TIMEOUT",
+    "-I -s 1.1.1.8 -d 2.2.2.2 -p udp --sport 70000 --dport -1 -t 4294967301 -m 0x100000007",
+    "-G -s 1.1.1.2 -d 2.2.2.2 -p udp --sport 10 --dport 20 -q 1.1.1.1 --reply-port-dst 5",
+    "-G -s 1.1.1.2 -d 2.2.2.2 -p tcp --sport 10 --dport 20 --state SYN_SENT",
+    "-G -s 1.1.1.2 -d 2.2.2.2 -p icmp --icmp-type 0 --icmp-code 1 --icmp-id 7",
+    "-L -m 5 -u SEEN_REPLY", "-L -u ASSURED -u !SEEN_REPLY -m 0x10/0xf0",
+    "-L -u !SEEN_REPLY -u ASSURED", "-L -u UNREPLIED", "-L -u s", "-L -m abc",
+    "-L -u ASSURED -u EXPECTED -f ipv6", "-D -m 1/3 -u SEEN_REPLY -f ipv6",
+]
+
+
+def _requests(trace: str) -> list[bytes]:
+    import re
+    out = []
+    for m in re.finditer(r'sendto\(\d+, "((?:\\x[0-9a-f]{2})*)"', trace):
+        out.append(bytes.fromhex(m.group(1).replace("\\x", "")))
+    return out
+
+
+def _same_tuple(sent, ours, family: int) -> None:
+    """Every field set in our tuple was sent with that value."""
+    if ours is None:
+        return
+    assert sent is not None
+    for name in ("src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
+                 "zone"):
+        value = getattr(ours, name)
+        if value is not None:
+            assert getattr(sent, name) == value, name
+
+
+@pytest.mark.parametrize("line", TEMPLATE_CASES)
+def test_template_matches_reference_request(line: str, reference: Reference,
+                                             workdir: Path) -> None:
+    from ctnetlink.decode import decode_flow
+
+    args = line.split()
+    trace_path = workdir / "trace.txt"
+    ref = reference.run(args, LABELS, None, {}, trace=str(trace_path))
+    label_file = workdir / "template-labels.conf"
+    label_file.write_bytes(LABELS)
+    inv = parse_command_line(["conntrack"] + args, stderr=io.StringIO(),
+                             label_file=str(label_file), environ={})
+    assert not isinstance(inv, Batch)
+    sent = [decode_flow(m) for m in _requests(trace_path.read_text())]
+    assert sent, ref
+    req = sent[0]
+    t = inv.template
+    if inv.command == Command.LIST:
+        assert (req.mark, req.mark_mask) == (inv.mark_kernel or (None, None))
+        assert (req.status, req.status_mask) == (inv.status_kernel or (None, None))
+        assert req.family == inv.family
+        return
+    if inv.command == Command.DELETE:
+        assert (req.mark, req.mark_mask) == (inv.mark_kernel or (None, None))
+        assert req.status is None
+        return
+    assert req.family == inv.family
+    _same_tuple(req.orig, t.orig, inv.family)
+    _same_tuple(req.reply, t.reply, inv.family)
+    assert req.status == (None if t.status is None else t.status | 0x8)
+    assert (req.timeout, req.mark, req.zone) == (t.timeout, t.mark, t.zone)
+    assert (req.tcp, req.sctp, req.dccp) == (t.tcp, t.sctp, t.dccp)
+    assert req.labels == t.labels
+    for ours, theirs in ((t.nat_src, req.nat_src), (t.nat_dst, req.nat_dst)):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            assert theirs.min_ip == ours.min_ip
+            if t.orig.proto in (6, 17):
+                assert (theirs.min_port, theirs.max_port) == (ours.min_port, ours.max_port)
+    if inv.icmp_reply_type is not None and inv.command in (Command.CREATE, Command.ADD):
+        assert req.reply.icmp_type == inv.icmp_reply_type

@@ -405,8 +405,8 @@ def test_port_and_number_conversions() -> None:
     assert ok("-L -m abc").mark == (0, 0xFFFFFFFF)
     assert ok("-L -c -1").template.secmark == 0xFFFFFFFF
     assert ok("-E -b -1").buffer_size == (1 << 64) - 1
-    t = ok("-U -p sctp --orig-vtag -1 --state ESTABLISHED").template
-    assert (t.sctp.vtag_orig, t.sctp.state) == (0xFFFFFFFF, 4)
+    t = ok("-U -p sctp --orig-vtag -1 --reply-vtag 5 --state ESTABLISHED").template
+    assert (t.sctp.vtag_orig, t.sctp.vtag_reply, t.sctp.state) == (0xFFFFFFFF, 0x05000000, 4)
     t = ok("-L -p dccp --state OPEN").template
     assert t.dccp.state == 4
     assert ok("-I -s 1.1.1.1 -d 2.2.2.2 -p dccp --sport 1 --dport 2 --state OPEN --role S -t 1"

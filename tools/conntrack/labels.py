@@ -10,7 +10,6 @@ variable (tests) or the ``path`` argument.
 """
 from __future__ import annotations
 
-import errno
 import os
 
 from .libc import strtoul
@@ -100,7 +99,3 @@ def strerror_text(err: OSError) -> str:
     """``perror``'s text for a load failure ("Success" for errno 0)."""
     code = err.errno or 0
     return "Success" if code == 0 else os.strerror(code)
-
-
-__all__ = ["LabelMap", "LabelMapError", "CONNLABEL_CONF", "default_path", "strerror_text",
-           "errno"]

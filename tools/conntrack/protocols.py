@@ -110,6 +110,13 @@ def port(arg: str) -> int:
     return atoi(arg) & 0xFFFF
 
 
+def vtag(arg: str) -> int:
+    """SCTP verification tags: the reference stores ``htonl(atoi(arg))`` and the library
+    converts once more, so the big-endian attribute carries the byte-swapped number
+    (``--orig-vtag 5`` sends 0x05000000). The template holds that wire value."""
+    return int.from_bytes((atoi(arg) & 0xFFFFFFFF).to_bytes(4, "little"), "big")
+
+
 def key(arg: str) -> int:
     """GRE keys: ``strtoul(arg, NULL, 0)`` truncated to 16 bits."""
     return strtoul(arg, 0)[0] & 0xFFFF
@@ -223,10 +230,10 @@ def _parse_sctp(h: Handler, code: int, arg: str, st: LineState) -> None:
         _exp_port(st, arg, code == 9, None)
         st.l4flags |= 1 << (code - 1)
     elif code == 10:
-        st.sctp().vtag_orig = atoi(arg) & 0xFFFFFFFF
+        st.sctp().vtag_orig = vtag(arg)
         st.l4flags |= 1 << 9
     elif code == 11:
-        st.sctp().vtag_reply = atoi(arg) & 0xFFFFFFFF
+        st.sctp().vtag_reply = vtag(arg)
         st.l4flags |= 1 << 10
 
 
