@@ -57,6 +57,16 @@ def env_tap() -> Tap | None:
     return _env_tap
 
 
+def _open(protocol: int):
+    """A raw netlink socket, or a replayed one when ``NFNL_REPLAY=FILE.pcap`` is set
+    (see :mod:`nfnl.replay`: the program then runs on a recorded conversation)."""
+    if os.environ.get("NFNL_REPLAY"):
+        from .replay import env_replay
+
+        return env_replay().raw_socket(protocol)
+    return _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, protocol)
+
+
 class NetlinkSocket:
     """A bound netlink socket.
 
@@ -71,7 +81,7 @@ class NetlinkSocket:
         tap: Tap | None = None, sock: _socket.socket | None = None,
     ) -> None:
         self.protocol = protocol
-        self._sock = sock or _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, protocol)
+        self._sock = sock or _open(protocol)
         try:
             if sock is None:
                 self._sock.bind((0, groups))
