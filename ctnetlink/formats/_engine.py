@@ -16,12 +16,12 @@ f-string, cached by signature. The same rules compile against two inputs: a
 """
 from __future__ import annotations
 
-import json as _json
 import socket
-import string
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..constants import (
     DCCP_STATE_NAMES, L3_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES, Status,
@@ -64,10 +64,41 @@ def _ntop6(b: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, b[:16].ljust(16, b"\0"))
 
 
-ADDR4_BYTES = Memo(_ntoa4)
-"""IPv4 address bytes -> dotted quad (``inet_ntoa``); longer input uses its first 4 bytes."""
-ADDR6_BYTES = Memo(_ntop6)
-"""IPv6 address bytes -> ``inet_ntop(AF_INET6)`` text (libc form, IPv4-mapped tails)."""
+class _Addr4Bytes(dict):
+    """IPv4 address bytes -> dotted quad (``inet_ntoa``); other lengths use 4 bytes."""
+
+    __slots__ = ()
+
+    def __missing__(self, b: bytes) -> str:
+        if len(self) > MEMO_LIMIT:
+            self.clear()
+        try:
+            s = self[b] = _inet_ntoa(b)
+        except OSError:
+            s = self[b] = _ntoa4(b)
+        return s
+
+
+class _Addr6Bytes(dict):
+    """IPv6 address bytes -> ``inet_ntop(AF_INET6)`` text (libc form, IPv4-mapped tails)."""
+
+    __slots__ = ()
+
+    def __missing__(self, b: bytes) -> str:
+        if len(self) > MEMO_LIMIT:
+            self.clear()
+        try:
+            s = self[b] = _inet_ntop(_AF_INET6, b)
+        except (OSError, ValueError):
+            s = self[b] = _ntop6(b)
+        return s
+
+
+_inet_ntoa = socket.inet_ntoa
+_inet_ntop = socket.inet_ntop
+_AF_INET6 = socket.AF_INET6
+ADDR4_BYTES = _Addr4Bytes()
+ADDR6_BYTES = _Addr6Bytes()
 ADDR4_INT = Memo(lambda i: _ntoa4((i & 0xFFFFFFFF).to_bytes(4, "big")))
 ADDR6_INT = Memo(lambda i: _ntop6((i & ((1 << 128) - 1)).to_bytes(16, "big")))
 CSTRING = Memo(lambda b: b.split(b"\0", 1)[0].decode("utf8", "replace"))
@@ -141,9 +172,8 @@ class LabelMap:
 
 # --- options --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class Options:
-    """What the ``-o`` list and the command ask for; hashable (it keys the caches).
+    """What the ``-o`` list and the command ask for; immutable, hashable (keys the caches).
 
     ``extended`` (-o extended), ``id`` (-o id), ``ktimestamp`` (-o ktimestamp),
     ``timestamp`` (-o timestamp: XML ``<when>`` on event records), ``labels`` (the label
@@ -154,20 +184,48 @@ class Options:
     :func:`time.time`).
     """
 
-    extended: bool = False
-    id: bool = False
-    ktimestamp: bool = False
-    timestamp: bool = False
-    labels: LabelMap | Mapping[int, str] | None = None
-    event: int | None = None
-    save_prefix: str | None = None
-    clock: Callable[[], float] | None = None
+    __slots__ = ("extended", "id", "ktimestamp", "timestamp", "labels", "event", "save_prefix",
+                 "clock", "_key")
+    extended: bool
+    id: bool
+    ktimestamp: bool
+    timestamp: bool
+    labels: LabelMap | None
+    event: int | None
+    save_prefix: str | None
+    clock: Callable[[], float] | None
 
-    def __post_init__(self) -> None:
-        if self.labels is not None and not isinstance(self.labels, LabelMap):
-            object.__setattr__(self, "labels", LabelMap(self.labels))
-        if self.event is not None:
-            object.__setattr__(self, "event", int(self.event))
+    def __init__(self, extended: bool = False, id: bool = False, ktimestamp: bool = False,
+                 timestamp: bool = False, labels: LabelMap | Mapping[int, str] | None = None,
+                 event: int | None = None, save_prefix: str | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        if labels is not None and not isinstance(labels, LabelMap):
+            labels = LabelMap(labels)
+        values = (bool(extended), bool(id), bool(ktimestamp), bool(timestamp), labels,
+                  int(event) if event is not None else None, save_prefix, clock)
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_key", values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Options is immutable; use replace()")
+
+    def replace(self, **changes: Any) -> "Options":
+        """A copy with some fields changed."""
+        kw = dict(zip(self.__slots__[:-1], self._key))
+        kw.update(changes)
+        return Options(**kw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Options) and other._key == self._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in zip(self.__slots__[:-1], self._key)
+                         if v not in (False, None))
+        return f"Options({body})"
 
 
 DEFAULT = Options()
@@ -175,19 +233,23 @@ DEFAULT = Options()
 
 # --- fields ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
 class Field:
-    """A model field: ``slot`` of Flow and, for nested records, ``attr`` inside it."""
+    """A model field: ``slot`` of Flow and, for nested records, ``attr`` inside it.
 
-    name: str
-    slot: str
-    attr: str | None
-    paths: tuple[tuple[str, ...], ...]   # shape leaf paths, first present wins
-    default: Any = 0
+    ``paths`` are the shape leaf paths carrying it (first present wins); ``default`` is
+    what the reference prints when the value is needed but absent (None for a nest).
+    """
 
-    @property
-    def local(self) -> str:
-        return "n_" + self.slot
+    __slots__ = ("name", "slot", "attr", "paths", "default", "local")
+
+    def __init__(self, name: str, slot: str, attr: str | None,
+                 paths: tuple[tuple[str, ...], ...], default: Any = 0) -> None:
+        self.name = name
+        self.slot = slot
+        self.attr = attr
+        self.paths = paths
+        self.default = default
+        self.local = "n_" + slot
 
 
 def _build_fields() -> dict[str, Field]:
@@ -225,7 +287,28 @@ def flag_name(name: str) -> str:
 
 # --- layouts --------------------------------------------------------------------------
 
-_FMT = string.Formatter()
+def parse_template(tmpl: str) -> Iterator[tuple[str, str | None, str]]:
+    """(literal, field or None, converter) pieces of ``"a={x:conv} b"``; ``{{`` is ``{``."""
+    lit: list[str] = []
+    i, n = 0, len(tmpl)
+    while i < n:
+        c = tmpl[i]
+        if c in "{}" and i + 1 < n and tmpl[i + 1] == c:
+            lit.append(c)
+            i += 2
+        elif c == "{":
+            j = tmpl.index("}", i)
+            name, _, spec = tmpl[i + 1:j].partition(":")
+            yield "".join(lit), name, spec
+            lit = []
+            i = j + 1
+        elif c == "}":
+            raise ValueError(f"single '}}' in template {tmpl!r}")
+        else:
+            lit.append(c)
+            i += 1
+    if lit:
+        yield "".join(lit), None, ""
 
 
 class Layout:
@@ -255,7 +338,7 @@ class Layout:
                 if ident in flags:
                     used.add(flags[ident])
         for _s, _c, tmpl in self.rules:
-            for _lit, fname, spec, _conv in _FMT.parse(tmpl):
+            for _lit, fname, spec in parse_template(tmpl):
                 if fname is None:
                     continue
                 if fname and not fname.startswith("$"):
@@ -323,10 +406,14 @@ class Ctx:
         return self.env["family"]
 
 
-@dataclass
 class Converter:
-    fn: Callable[[Ctx, str | None], Any]
-    deps: tuple[str, ...] = ()
+    """``fn(ctx, field) -> literal str | Expr`` and the other fields it reads."""
+
+    __slots__ = ("fn", "deps")
+
+    def __init__(self, fn: Callable[[Ctx, str], Any], deps: tuple[str, ...] = ()) -> None:
+        self.fn = fn
+        self.deps = deps
 
 
 CONVERTERS: dict[str, Converter] = {}
@@ -347,9 +434,37 @@ def _value(ctx: Ctx, fname: str, spec: str):
         return format(v if v is not None else 0, spec)
     if not ctx.has(fname):
         return format(FIELDS[fname].default, spec)
-    if ctx.kind(fname) in ("string",):
+    kind = ctx.kind(fname)
+    if kind == "string":
         return Expr(f"{ctx.const(CSTRING, 'str')}[{ctx.raw(fname)}]")
-    return Expr(ctx.raw(fname), spec)
+    if spec:
+        return Expr(ctx.raw(fname), spec)
+    return int_expr(ctx, ctx.raw(fname), kind)
+
+
+class _SmallInts:
+    """Decimal text of 0..65535, built on first use (int -> str is the costliest step)."""
+
+    table: tuple[str, ...] | None = None
+
+    @classmethod
+    def get(cls) -> tuple[str, ...]:
+        if cls.table is None:
+            cls.table = tuple(map(str, range(65536)))
+        return cls.table
+
+
+def int_expr(ctx: Ctx, raw: str, kind: str = "flow") -> Expr:
+    """Decimal text of an integer: a table lookup for u8/u16 leaves, and for other
+    values below 65536 (a ``:=`` temporary); plain formatting otherwise."""
+    table = ctx.const(_SmallInts.get(), "i")
+    if kind in ("u8", "u16"):
+        return Expr(f"{table}[{raw}]")
+    ctx.backend.temps += 1
+    t = f"_t{ctx.backend.temps}"
+    if kind == "flow":
+        return Expr(f"({table}[{t}] if 0 <= ({t} := {raw}) < 65536 else {t})")
+    return Expr(f"({table}[{t}] if ({t} := {raw}) < 65536 else {t})")
 
 
 def addr_expr(ctx: Ctx, fname: str) -> str | Expr:
@@ -409,6 +524,7 @@ converter("l4name")(lambda ctx, f: l4_name(ctx.env[f[1:]]))
 
 class Backend:
     ns: dict[str, Any]
+    temps = 0
 
     def raw(self, name: str) -> str:
         raise NotImplementedError
@@ -497,7 +613,7 @@ def _pieces(layout: Layout, ctx: Ctx) -> list[str | Expr] | None:
     for _src, code, tmpl in layout.rules:
         if not eval(code, {}, env):  # noqa: S307
             continue
-        for lit, fname, spec, _conv in _FMT.parse(tmpl):
+        for lit, fname, spec in parse_template(tmpl):
             if lit:
                 out.append(lit)
             if fname is None:
@@ -676,10 +792,6 @@ def source_for(layout: Layout, flow, opts: Options = DEFAULT) -> str:
     op = flow.orig.proto if flow.orig is not None else None
     rp = flow.reply.proto if flow.reply is not None else None
     return compile_signature(layout, FlowBackend(), present, fam, op, rp, opts, "f")[1]
-
-
-def json_string(s: str) -> str:
-    return _json.dumps(s, ensure_ascii=False)
 
 
 STATUS_NAMES = {int(m): m.name for m in Status}

@@ -9,7 +9,10 @@ is present and its layer-4 part by its own protocol number.
 from __future__ import annotations
 
 import time
-from typing import Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Callable
 
 from ..constants import NF_CT_EXPECT_INACTIVE, NF_CT_EXPECT_PERMANENT, NF_CT_EXPECT_USERSPACE
 from ..model import Expect, Tuple

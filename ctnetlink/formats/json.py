@@ -20,8 +20,10 @@ the Flow and shape paths give identical text.
 from __future__ import annotations
 
 import json as _json
-from importlib import resources
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ..model import Flow
 from . import _engine as E
@@ -29,8 +31,8 @@ from ._engine import Ctx, Expr, LabelMap, Memo, Options, converter
 
 EVENT_NAMES = {1: "new", 2: "update", 3: "destroy"}
 _STATUS = Memo(lambda s: _json.dumps(E.status_names(s), separators=(",", ":")))
-_JSTR = Memo(E.json_string)
-_JSTRB = Memo(lambda b: E.json_string(E.CSTRING[b]))
+_JSTR = Memo(lambda s: _json.dumps(s, ensure_ascii=False))
+_JSTRB = Memo(lambda b: _JSTR[E.CSTRING[b]])
 
 
 @converter("event_name")
@@ -128,6 +130,8 @@ def schema() -> dict:
     """The JSON-Schema-like description of one object (``json_schema.json``)."""
     global _SCHEMA
     if _SCHEMA is None:
+        from importlib import resources
+
         text = resources.files(__package__).joinpath("json_schema.json").read_text("utf8")
         _SCHEMA = _json.loads(text)
     return _SCHEMA

@@ -10,7 +10,9 @@ than IPv4/IPv6 the formatters return None: the reference then warns
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ..constants import TCP_STATE_NAMES
 from ..model import Flow

@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from typing import Iterable, Mapping
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping
 
 from ..constants import STATS_CPU_NAMES, STATS_EXP_NAMES
 

@@ -11,7 +11,10 @@ map, the event type and an injectable clock for ``delta-time``) come as an
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ..model import Flow
 from . import _engine as E

@@ -10,7 +10,9 @@ current local time. :data:`PROLOGUE` / :data:`CLOSING` frame a document.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ..model import Flow
 from . import _engine as E
