@@ -302,6 +302,18 @@ class Decoder:
         sh = self.shape(buf, off, ln)
         return sh.build(sh.struct.unpack_from(buf, off + 20), family)
 
+    def values(self, buf, off: int, ln: int) -> tuple[Shape, tuple]:
+        """(shape, raw values) of the message at ``buf[off:off+ln]`` without building
+        the model object (formatters compiled per shape take the values directly)."""
+        cands = self._shapes.get(ln)
+        if cands:
+            for sh in cands:
+                v = sh.struct.unpack_from(buf, off + 20)
+                if sh.check(v) == sh.expected:
+                    return sh, v
+        sh = self.shape(buf, off, ln)
+        return sh, sh.struct.unpack_from(buf, off + 20)
+
     def decoder(self):
         """A fast ``decode(buf, off, ln)`` closure for loops over many messages."""
         shapes = self._shapes

@@ -74,6 +74,7 @@ class OutputFlag(enum.IntFlag):
     LABELS = 1 << 5
     USERSPACE = 1 << 6
     SAVE = 1 << 7
+    JSON = 1 << 8     # ours: one JSON object per line (not in the reference)
 
 
 class Invocation:

@@ -80,7 +80,8 @@ EVENT_KEYWORDS = (("ALL", 0x7), ("NEW", 0x1), ("UPDATES", 0x2), ("DESTROY", 0x4)
 OUTPUT_KEYWORDS = (("xml", OutputFlag.XML), ("extended", OutputFlag.EXTENDED),
                    ("timestamp", OutputFlag.TIMESTAMP), ("id", OutputFlag.ID),
                    ("ktimestamp", OutputFlag.KTIMESTAMP), ("labels", OutputFlag.LABELS),
-                   ("userspace", OutputFlag.USERSPACE), ("save", OutputFlag.SAVE))
+                   ("userspace", OutputFlag.USERSPACE), ("save", OutputFlag.SAVE),
+                   ("json", OutputFlag.JSON))
 _NOT_WITH_SAVE = (OutputFlag.XML | OutputFlag.EXTENDED | OutputFlag.TIMESTAMP | OutputFlag.ID
                   | OutputFlag.KTIMESTAMP | OutputFlag.LABELS)
 
@@ -538,6 +539,9 @@ class Parser:
                 if self.output & OutputFlag.SAVE and self.output & _NOT_WITH_SAVE:
                     raise OtherProblem("cannot combine save output with any other output "
                                        "type, use -o save only")
+                if self.output & OutputFlag.JSON and self.output & (OutputFlag.SAVE | OutputFlag.XML):
+                    raise OtherProblem("cannot combine json output with xml or save output, "
+                                       "use -o json only")
             elif ch == "b":
                 options.add("buffer-size")
                 inv.buffer_size = atol(arg or "") & 0xFFFFFFFFFFFFFFFF

@@ -1,0 +1,174 @@
+"""``conntrack`` — the program: life cycle, messages and exit codes of conntrack 1.4.7.
+
+As the reference: a netlink socket is opened before the arguments are looked at,
+the command line is parsed (:mod:`.parse`), the command runs (:mod:`.commands`), a
+summary line may follow on stderr, and the exit status is 0, 1 or 2. No Python
+traceback ever reaches the user: unexpected failures end in one prefixed line and exit
+status 1 (``CONNTRACK_DEBUG=1`` shows the traceback).
+
+Ours only: ``--capture FILE.pcap`` (anywhere on the command line) records the whole
+netlink conversation of the invocation as a LINKTYPE_NETLINK pcap.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from .errors import PREFIX, CliError, OtherProblem
+from .invocation import Batch, Command, Invocation, Table
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
+
+IMPLEMENTATION = "pyconntrack"
+
+
+def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
+    """Remove ``--capture FILE`` / ``--capture=FILE`` (before any ``--``)."""
+    out: list[str] = []
+    path = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            out.extend(argv[i:])
+            break
+        if a == "--capture" and i + 1 < len(argv) and i > 0:
+            path = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--capture=") and i > 0:
+            path = a[len("--capture="):]
+            i += 1
+            continue
+        out.append(a)
+        i += 1
+    return out, path
+
+
+def _version(out) -> None:
+    from .usage import version_text
+
+    out.write(version_text())
+
+
+def _summary(err: "TextIO", command: Command, n: int) -> None:
+    from .messages import SUMMARY
+
+    text = SUMMARY.get(command)
+    if text is not None:
+        err.write(PREFIX + text.format(n=n) + "\n")
+        err.flush()
+
+
+def run_invocation(inv: Invocation, ctx, *, batch: bool = False) -> int:
+    """Run one parsed command; returns the exit status (raises CliError when fatal)."""
+    from .commands import COMMANDS, ZERO_IS_FAILURE
+    from .parse import runtime_checks
+    from .usage import help_for
+
+    cmd = inv.command
+    if cmd is None or cmd == Command.HELP:
+        ctx.out.write(help_for(inv))
+        return 0
+    if cmd == Command.VERSION:
+        _version(ctx.out)
+        return 0
+    if not batch and cmd not in (Command.EVENT, Command.EXP_EVENT):
+        runtime_checks(inv)
+    n = COMMANDS[cmd](inv, ctx)
+    if batch:
+        return 0
+    if cmd == Command.EXP_DELETE:
+        _summary(ctx.err, cmd, 0)
+        return 1
+    if cmd in (Command.LIST, Command.GET, Command.CREATE, Command.ADD, Command.UPDATE,
+               Command.DELETE, Command.EXP_LIST, Command.EVENT, Command.EXP_EVENT):
+        _summary(ctx.err, cmd, n)
+    from .commands import ZERO_IS_FAILURE as zero_fail
+    _ = ZERO_IS_FAILURE
+    if cmd in zero_fail and n == 0:
+        return 1
+    return 0
+
+
+def run_batch(batch: Batch, ctx) -> int:
+    for inv in batch.invocations:
+        run_invocation(inv, ctx, batch=True)
+    return 0
+
+
+def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
+         stderr: "TextIO | None" = None) -> int:
+    """Run the program; returns the exit status (the console script exits with it)."""
+    if argv is None:
+        argv = sys.argv
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    except (ValueError, OSError):  # not the main thread (tests)
+        pass
+    argv, capture = extract_capture(list(argv))
+    if capture:
+        os.environ["NFNL_PCAP"] = capture
+    from .output import Stdout
+
+    out = Stdout(stdout_fd)
+    ctx = None
+    try:
+        from nfnl.socket import NetlinkSocket
+
+        from .messages import strerror
+
+        try:
+            main_sock = NetlinkSocket()
+        except OSError as e:
+            err.write(f"mnl_socket_open: {strerror(e.errno or 0)}\n")
+            err.write(PREFIX + "Can't open handler\n")
+            return 1
+        from .commands import Context
+        from .parse import parse_command_line
+
+        ctx = Context(main_sock, out, err)
+        parsed = parse_command_line(argv, stderr=err)
+        if isinstance(parsed, Batch):
+            ctx.batch = True
+            return run_batch(parsed, ctx)
+        if parsed.command == Command.VERSION and os.environ.get("CONNTRACK_IMPLEMENTATION"):
+            out.write(f"{IMPLEMENTATION} (pure-Python conntrack-tools)\n")
+        return run_invocation(parsed, ctx)
+    except CliError as e:
+        err.write(e.text)
+        return e.status
+    except BrokenPipeError:
+        return 141
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # never a traceback for the user
+        if os.environ.get("CONNTRACK_DEBUG"):
+            raise
+        err.write(PREFIX + f"internal error: {type(e).__name__}: {e}\n")
+        return 1
+    finally:
+        try:
+            out.finish()
+        except BrokenPipeError:
+            pass
+        if ctx is not None:
+            ctx.close()
+        err.flush()
+
+
+def console() -> None:
+    """Entry point of the ``conntrack`` console script."""
+    status = main()
+    sys.stdout.flush()
+    os._exit(status) if status == 141 else sys.exit(status)
+
+
+if __name__ == "__main__":
+    console()
+
+_ = (OtherProblem, Table)

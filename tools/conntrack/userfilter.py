@@ -1,0 +1,315 @@
+"""The reference's user-space entry filter (spec §6.2, §6.3) and ``-U`` selection (§6.4).
+
+:func:`make_filter` turns an :class:`Invocation` into a predicate over decoded
+:class:`~ctnetlink.model.Flow` objects, or None when nothing is filtered in user space.
+The rules are the reference's, quirks included: GRE keys, secmark, SCTP tags and the
+DCCP role never filter; zone and mark comparisons treat a missing attribute as 0 (zones)
+or as no match (mark); IPv6 NAT filter addresses are accepted but never compared.
+"""
+from __future__ import annotations
+
+from ctnetlink.model import Flow, Tuple
+
+from .invocation import Command, Invocation
+
+_SRC_NAT_DONE = 0x80
+_DST_NAT_DONE = 0x100
+_PORT_PROTOS = frozenset((6, 17, 136, 33, 132))
+_ICMP = frozenset((1, 58))
+# options that turn on the attribute comparison of step 5
+_COMPARE = frozenset({"protonum", "src", "dst", "reply-src", "reply-dst", "mark", "secmark",
+                      "status", "id", "zone", "label", "orig-zone", "reply-zone"})
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _nat_flags(f: Flow) -> tuple[bool, bool, bool, bool]:
+    """(SNAT'ed, DNAT'ed, SPAT'ed, DPAT'ed) per §6.2.1."""
+    st = f.status
+    o, r = f.orig, f.reply
+    if o is None or r is None:
+        return False, False, False, False
+    src_ok = st is None or bool(st & _SRC_NAT_DONE)
+    dst_ok = st is None or bool(st & _DST_NAT_DONE)
+    snat = src_ok and r.dst != o.src
+    dnat = dst_ok and r.src != o.dst
+    spat = src_ok and r.dport != o.sport
+    dpat = dst_ok and r.sport != o.dport
+    return snat, dnat, spat, dpat
+
+
+def _nat_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
+    opts = inv.options
+    any_nat = "any-nat" in opts
+    want_src = "src-nat" in opts or any_nat
+    want_dst = "dst-nat" in opts or any_nat
+    if not (want_src or want_dst):
+        return None
+    t = inv.template
+
+    def side(nat) -> tuple[object, int | None]:
+        if nat is None:
+            return None, None
+        addr = nat.min_ip if nat.min_ip is not None and nat.min_ip.version == 4 else None
+        return addr, nat.min_port
+
+    s_addr, s_port = side(t.nat_src)
+    d_addr, d_port = side(t.nat_dst)
+
+    def check(f: Flow) -> bool:
+        snat, dnat, spat, dpat = _nat_flags(f)
+        r = f.reply
+        has_src = has_dst = False
+        if want_src:
+            if s_addr is not None:
+                has_src = snat and r is not None and r.dst == s_addr
+            if s_port is not None:
+                pm = spat and r is not None and r.dport == s_port
+                has_src = (has_src and pm) if s_addr is not None else pm
+            if s_addr is None and s_port is None:
+                has_src = snat or spat
+        if want_dst:
+            if d_addr is not None:
+                has_dst = dnat and r is not None and r.src == d_addr
+            if d_port is not None:
+                pm = dpat and r is not None and r.sport == d_port
+                has_dst = (has_dst and pm) if d_addr is not None else pm
+            if d_addr is None and d_port is None:
+                has_dst = dnat or dpat
+        if any_nat:
+            return has_src or has_dst
+        if want_src and want_dst:
+            return has_src and has_dst
+        return has_src if want_src else has_dst
+
+    return check
+
+
+def _masked(a, mask) -> int:
+    return int(a) & int(mask)
+
+
+def _network_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
+    m = inv.mask
+    checks = []
+    fam = inv.family
+    tmpl_o = inv.template.orig
+    if "mask-src" in inv.options and m.src is not None:
+        want = _masked(tmpl_o.src, m.src) if tmpl_o is not None and tmpl_o.src is not None else None
+        checks.append(("src", m.src, want))
+    if "mask-dst" in inv.options and m.dst is not None:
+        want = _masked(tmpl_o.dst, m.dst) if tmpl_o is not None and tmpl_o.dst is not None else None
+        checks.append(("dst", m.dst, want))
+    if not checks:
+        return None
+
+    def check(f: Flow) -> bool:
+        if f.family != fam or f.orig is None:
+            return False
+        for name, mask, want in checks:
+            a = getattr(f.orig, name)
+            if a is None or want is None or a.version != mask.version or _masked(a, mask) != want:
+                return False
+        return True
+
+    return check
+
+
+def _tuple_rules(t: Tuple | None, skip_addr: set[str]) -> list[tuple[str, object]]:
+    """(field, value) pairs of the template tuple that step 5 compares."""
+    if t is None:
+        return []
+    rules: list[tuple[str, object]] = []
+    if t.family is not None:
+        rules.append(("family", t.family))
+    if t.proto is not None:
+        rules.append(("proto", t.proto))
+        if t.proto in _PORT_PROTOS:
+            for f in ("sport", "dport"):
+                v = getattr(t, f)
+                if v is not None:
+                    rules.append((f, v))
+        elif t.proto in _ICMP:
+            for f in ("icmp_id", "icmp_code", "icmp_type"):
+                v = getattr(t, f)
+                if v is not None:
+                    rules.append((f, v))
+    for f in ("src", "dst"):
+        if f in skip_addr:
+            continue
+        v = getattr(t, f)
+        if v is not None:
+            rules.append((f, v))
+    return rules
+
+
+def _tuple_matches(have: Tuple | None, rules: list[tuple[str, object]]) -> bool:
+    if not rules:
+        return True
+    if have is None:
+        return False
+    for f, v in rules:
+        if f == "family":
+            if have.family != v:
+                return False
+        elif getattr(have, f) != v:
+            return False
+    return True
+
+
+def _state_of(f: Flow, which: str) -> int | None:
+    info = getattr(f, which)
+    return None if info is None else info.state
+
+
+def _attribute_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
+    if not inv.options & _COMPARE:
+        return None
+    t = inv.template
+    skip = {name for name, opt in (("src", "mask-src"), ("dst", "mask-dst")) if opt in inv.options}
+    orig_rules = _tuple_rules(t.orig, skip)
+    reply_rules = _tuple_rules(t.reply, set())
+    checks: list[Callable[[Flow], bool]] = []
+    if orig_rules:
+        checks.append(lambda f: _tuple_matches(f.orig, orig_rules))
+    if reply_rules:
+        checks.append(lambda f: _tuple_matches(f.reply, reply_rules))
+    if t.orig is not None and t.orig.zone is not None:
+        oz = t.orig.zone
+        checks.append(lambda f: ((f.orig.zone if f.orig is not None else None) or 0) == oz)
+    if t.reply is not None and t.reply.zone is not None:
+        rz = t.reply.zone
+        checks.append(lambda f: ((f.reply.zone if f.reply is not None else None) or 0) == rz)
+    if t.id is not None:
+        cid = t.id
+        checks.append(lambda f: f.id == cid)
+    if t.timeout is not None and inv.command == Command.DELETE:
+        to = t.timeout
+        checks.append(lambda f: f.timeout == to)
+    if t.status is not None:
+        bits = t.status
+        checks.append(lambda f: f.status is not None and f.status & bits == bits)
+    for which in ("tcp", "sctp", "dccp"):
+        info = getattr(t, which)
+        if info is not None and info.state is not None:
+            want = info.state
+            checks.append(lambda f, w=which, s=want: _state_of(f, w) == s)
+    if t.zone is not None:
+        z = t.zone
+        checks.append(lambda f: (f.zone or 0) == z)
+    if not checks:
+        return lambda f: True
+
+    def check(f: Flow) -> bool:
+        for c in checks:
+            if not c(f):
+                return False
+        return True
+
+    return check
+
+
+def make_filter(inv: Invocation, *, events: bool = False) -> Callable[[Flow], bool] | None:
+    """The §6.2 predicate for -L/-G/-D/-E, or None when it would accept everything."""
+    steps: list[Callable[[Flow], bool]] = []
+    if events and inv.family:
+        fam = inv.family
+        steps.append(lambda f: f.family == fam)
+    nat = _nat_filter(inv)
+    if nat is not None:
+        steps.append(nat)
+    if inv.mark is not None and "mark" in inv.options:
+        value, mask = inv.mark
+        steps.append(lambda f: f.mark is not None and f.mark & mask == value)
+    if inv.labels is not None:
+        want = inv.labels
+        steps.append(lambda f: f.labels is not None and f.labels & want == want)
+    net = _network_filter(inv)
+    if net is not None:
+        steps.append(net)
+    attrs = _attribute_filter(inv)
+    if attrs is not None:
+        steps.append(attrs)
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def check(f: Flow) -> bool:
+        for s in steps:
+            if not s(f):
+                return False
+        return True
+
+    return check
+
+
+def _both_rules(t: Tuple | None) -> list[str]:
+    if t is None:
+        return []
+    return [f for f in ("src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code",
+                        "icmp_id") if getattr(t, f) is not None]
+
+
+def make_update_selector(inv: Invocation) -> Callable[[Flow], bool]:
+    """§6.4: which dumped entries ``-U`` updates."""
+    steps: list[Callable[[Flow], bool]] = []
+    nat = _nat_filter(inv)
+    if nat is not None:
+        steps.append(nat)
+    if inv.labels is not None:
+        want = inv.labels
+        steps.append(lambda f: f.labels is not None and f.labels & want == want)
+    net = _network_filter(inv)
+    if net is not None:
+        steps.append(net)
+    t = inv.template
+    if t.id is not None:
+        cid = t.id
+        steps.append(lambda f: f.id is None or f.id == cid)
+    opts = inv.options
+    skip = {name for name, opt in (("src", "mask-src"), ("dst", "mask-dst")) if opt in opts}
+    if opts & {"src", "dst", "protonum"}:
+        fields = [f for f in _both_rules(t.orig) if f not in skip]
+        fam = t.orig.family if t.orig is not None else None
+
+        def orig_ok(f: Flow, fields=fields, fam=fam) -> bool:
+            o = f.orig
+            if o is None:
+                return True
+            if fam is not None and o.family is not None and o.family != fam:
+                return False
+            for name in fields:
+                have = getattr(o, name)
+                if have is not None and have != getattr(t.orig, name):
+                    return False
+            return True
+
+        steps.append(orig_ok)
+    if opts & {"reply-src", "reply-dst", "protonum"}:
+        rfields = _both_rules(t.reply)
+        rfam = t.reply.family if t.reply is not None else None
+
+        def reply_ok(f: Flow, fields=rfields, fam=rfam) -> bool:
+            r = f.reply
+            if r is None:
+                return True
+            if fam is not None and r.family is not None and r.family != fam:
+                return False
+            for name in fields:
+                have = getattr(r, name)
+                if have is not None and have != getattr(t.reply, name):
+                    return False
+            return True
+
+        steps.append(reply_ok)
+
+    def check(f: Flow) -> bool:
+        for s in steps:
+            if not s(f):
+                return False
+        return True
+
+    return check
