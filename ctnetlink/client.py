@@ -85,8 +85,19 @@ class Conntrack:
 
         With a :class:`Filter` using ``CTA_FILTER`` on a kernel that rejects it, the
         dump is retried without (callers must then filter in user space, see
-        :meth:`dump`). ``zero`` uses ``GET_CTRZERO`` (read and reset counters).
+        :meth:`dump`). ``zero`` uses ``GET_CTRZERO`` (read and reset counters); ``pipeline``
+        reads the next datagrams in a helper thread while the caller decodes (see
+        :meth:`NetlinkSocket.dump`).
         """
+        for items in self.dump_batches(family, filter=filter, table=table, zero=zero,
+                                       pipeline=pipeline):
+            yield from items
+
+    def dump_batches(
+        self, family: int = 0, *, filter: Filter | None = None, table: str = "conntrack",
+        zero: bool = False, pipeline: bool = True,
+    ) -> Iterator[list[tuple[bytes, int, int]]]:
+        """Like :meth:`dump_raw`, one list per received datagram."""
         mtype = K.IPCTNL_MSG_CT_GET_CTRZERO if zero else _TABLES[table]
         use_filter = filter is not None and filter.uses_cta_filter and self._cta_filter_ok is not False
         if use_filter and not family and (filter.orig is not None or filter.reply is not None):
@@ -95,19 +106,20 @@ class Conntrack:
             fams = {t.family for t in (filter.orig, filter.reply) if t is not None} - {None}
             for fam in sorted(fams) if fams else (2, 10):
                 sub = filter.copy(family=fam)
-                yield from self.dump_raw(fam, filter=sub, table=table, zero=zero, pipeline=pipeline)
+                yield from self.dump_batches(fam, filter=sub, table=table, zero=zero,
+                                             pipeline=pipeline)
             return
         attrs = filter.attributes(cta_filter=use_filter) if filter is not None and table == "conntrack" else b""
         msg = self._msg(mtype, NLM_F_REQUEST | NLM_F_DUMP, family, attrs)
         try:
-            yield from self.sock.dump(msg, pipeline=pipeline)
+            yield from self.sock.dump_batches(msg, pipeline=pipeline)
             if use_filter:
                 self._cta_filter_ok = True
         except NetlinkError as e:
             if use_filter and self._cta_filter_ok is None and e.errno in (E.EINVAL, E.EOPNOTSUPP):
                 self._cta_filter_ok = False
-                yield from self.dump_raw(family, filter=filter, table=table, zero=zero,
-                                         pipeline=pipeline)
+                yield from self.dump_batches(family, filter=filter, table=table, zero=zero,
+                                             pipeline=pipeline)
                 return
             _raise(e)
 

@@ -291,6 +291,8 @@ class Decoder:
 
     def decode(self, buf, off: int, ln: int, family: int | None = None):
         """Decode the message at ``buf[off:off+ln]`` (header included)."""
+        if ln < 20 or off < 0 or off + ln > len(buf):
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
         if family is None:
             family = buf[off + 16]
         cands = self._shapes.get(ln)
@@ -305,6 +307,8 @@ class Decoder:
     def values(self, buf, off: int, ln: int) -> tuple[Shape, tuple]:
         """(shape, raw values) of the message at ``buf[off:off+ln]`` without building
         the model object (formatters compiled per shape take the values directly)."""
+        if ln < 20 or off < 0 or off + ln > len(buf):
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
         cands = self._shapes.get(ln)
         if cands:
             for sh in cands:
@@ -335,26 +339,28 @@ _flow_decoder = Decoder(False)
 _expect_decoder = Decoder(True)
 
 
-def decode_flow(msg: bytes | memoryview, off: int = 0, ln: int | None = None) -> Flow:
-    """Decode one conntrack message (nlmsghdr + nfgenmsg + attributes) into a Flow."""
+def _checked_length(msg: bytes | memoryview, off: int, ln: int | None) -> int:
+    if off < 0 or len(msg) - off < 16:
+        raise NetlinkDecodeError("truncated netlink header", off)
     if ln is None:
-        if len(msg) - off < 16:
-            raise NetlinkDecodeError("truncated netlink header", off)
         (ln,) = struct.unpack_from("=I", msg, off)
-        if ln > len(msg) - off:
-            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
-    return _flow_decoder.decode(msg, off, ln)
+    if ln < 20:
+        raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+    if ln > len(msg) - off:
+        raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
+    return ln
+
+
+def decode_flow(msg: bytes | memoryview, off: int = 0, ln: int | None = None) -> Flow:
+    """Decode one conntrack message (nlmsghdr + nfgenmsg + attributes) into a Flow.
+
+    Raises :class:`NetlinkDecodeError` for anything malformed."""
+    return _flow_decoder.decode(msg, off, _checked_length(msg, off, ln))
 
 
 def decode_expect(msg: bytes | memoryview, off: int = 0, ln: int | None = None) -> Expect:
-    """Decode one expectation message into an Expect."""
-    if ln is None:
-        if len(msg) - off < 16:
-            raise NetlinkDecodeError("truncated netlink header", off)
-        (ln,) = struct.unpack_from("=I", msg, off)
-        if ln > len(msg) - off:
-            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
-    return _expect_decoder.decode(msg, off, ln)
+    """Decode one expectation message into an Expect (see :func:`decode_flow`)."""
+    return _expect_decoder.decode(msg, off, _checked_length(msg, off, ln))
 
 
 __all__ = ["Decoder", "decode_flow", "decode_expect", "Tuple"]

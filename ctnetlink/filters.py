@@ -79,6 +79,11 @@ class Filter:
             getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     @property
+    def selects(self) -> bool:
+        """Whether this filter selects anything at all (family aside)."""
+        return any(getattr(self, n) is not None for n in self.__slots__[1:])
+
+    @property
     def uses_cta_filter(self) -> bool:
         return bool(self.orig is not None or self.reply is not None or self.zone)
 

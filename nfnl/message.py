@@ -186,6 +186,8 @@ def message_spec(mtype: int) -> tuple[str, Mapping[str, Any], str | None] | None
 
 def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
     """Decode the message at ``off`` with the registered schema (see ``register_message``)."""
+    if len(buf) - off < NLMSG_HDRLEN:
+        raise NetlinkDecodeError("truncated netlink header", off)
     ln, mtype, flags, seq, pid = NLMSGHDR.unpack_from(buf, off)
     if ln < NLMSG_HDRLEN or off + ln > len(buf):
         raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
