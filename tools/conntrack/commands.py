@@ -236,39 +236,60 @@ def cmd_list(inv: Invocation, ctx: Context) -> int:
         filt = lambda f: False  # noqa: E731 - the reference skips the mask preparation
     printer = Printer(inv, ctx, bufsize=4096, prologue=True, closing=conntrack_table)
     ct = Conntrack(ctx.main)
-    ct._decoder = ctx.decoder
     kf = (kernel_filter(inv, mark=True, status=True, tuples=not zero)
           if conntrack_table else None)
-    values = ctx.decoder.values
-    shape_line = printer.shape_line
+    if kf is not None and not kf.selects:
+        kf = None
     n = 0
-    lines: list[str] = []
-    last_buf = None
     try:
-        for buf, off, ln in ct.dump_raw(inv.family, filter=kf, table=table, zero=zero):
-            if buf is not last_buf:
-                if lines:
-                    printer.emit(lines)
-                    lines = []
-                last_buf = buf
-            shape, v = values(buf, off, ln)
-            fam = buf[off + 16]
-            if filt is not None or kf is not None:
-                flow = shape.build(v, fam)
-                if kf is not None and not kf.matches(flow):
-                    continue
-                if filt is not None and not filt(flow):
-                    continue
-            line = shape_line(shape, v, fam)
-            if line is not None:
-                lines.append(line)
-                n += 1
-        printer.emit(lines)
+        for batch in ct.dump_batches(inv.family, filter=kf, table=table, zero=zero):
+            lines = _list_lines(batch, ctx.decoder, printer, kf, filt)
+            if lines:
+                n += len(lines)
+                printer.emit(lines)
     except NetlinkError as e:
-        printer.emit(lines)
         raise failed(e.errno, Command.LIST) from None
     printer.end()
     return n
+
+
+def _list_lines(batch, decoder: Decoder, printer: Printer, kf: Filter | None,
+                filt) -> list[str]:
+    """The printed lines of one datagram of a dump (the hot loop of ``-L``)."""
+    shapes = decoder._shapes
+    values = decoder.values
+    fmts = printer._by_shape
+    finish = printer._finish
+    bufsize = printer.bufsize
+    lines = []
+    append = lines.append
+    for buf, off, ln in batch:
+        cands = shapes.get(ln)
+        if cands is not None:
+            sh = cands[0]
+            v = sh.struct.unpack_from(buf, off + 20)
+            if sh.check(v) != sh.expected:
+                sh, v = values(buf, off, ln)
+        else:
+            sh, v = values(buf, off, ln)
+        fam = buf[off + 16]
+        if filt is not None or kf is not None:
+            flow = sh.build(v, fam)
+            if kf is not None and not kf.matches(flow):
+                continue
+            if filt is not None and not filt(flow):
+                continue
+        f = fmts.get(id(sh))
+        if f is None:
+            printer.shape_line(sh, v, fam)
+            f = fmts[id(sh)]
+        line = f(v, fam)
+        if line is None or len(line) >= bufsize:
+            line = finish(line, fam)
+            if line is None:
+                continue
+        append(line)
+    return lines
 
 
 # --- -G ----------------------------------------------------------------------------------
