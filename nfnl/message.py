@@ -174,10 +174,17 @@ class Message:
 
 # message registry: (nlmsg_type) -> (name, attribute table, set name). Filled by schemas.
 _REGISTRY: dict[int, tuple[str, Mapping[str, Any], str | None]] = {}
+# types whose body depends on the content: mtype -> resolver(buf, off, ln) -> (name, set)
+_RESOLVERS: dict[int, Any] = {}
 
 
-def register_message(mtype: int, name: str, table: Mapping[str, Any], set_name: str | None) -> None:
+def register_message(mtype: int, name: str, table: Mapping[str, Any], set_name: str | None,
+                     resolver: Any = None) -> None:
+    """Declare the attribute set of a message type. ``resolver(buf, off, ln)`` may pick
+    (name, set name) per message where the kernel reuses one type for two bodies."""
     _REGISTRY[mtype] = (name, table, set_name)
+    if resolver is not None:
+        _RESOLVERS[mtype] = resolver
 
 
 def message_spec(mtype: int) -> tuple[str, Mapping[str, Any], str | None] | None:
@@ -202,6 +209,9 @@ def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
         raise NetlinkDecodeError("truncated nfgenmsg", off)
     family, version, res_id = NFGENMSG.unpack_from(buf, off + NLMSG_HDRLEN)
     name, table, set_name = spec if spec else (None, {}, None)
+    resolver = _RESOLVERS.get(mtype)
+    if resolver is not None:
+        name, set_name = resolver(buf, off, ln)
     attrs = decode_attrs(table, set_name, buf, off + NFNL_HDRLEN, off + ln)
     return Message(mtype, flags, seq, pid, name, family, version, res_id, attrs, raw=raw)
 
@@ -216,6 +226,8 @@ def encode_message(msg: Message) -> bytes:
         return msg.raw
     spec = _REGISTRY.get(msg.type)
     table, set_name = (spec[1], spec[2]) if spec else ({}, None)
+    if msg.type in _RESOLVERS and msg.raw:
+        set_name = _RESOLVERS[msg.type](msg.raw, 0, len(msg.raw))[1]
     return msg.encode(table, set_name)
 
 
