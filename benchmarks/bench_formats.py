@@ -11,7 +11,8 @@ prints microseconds per flow for:
 * ``compile ms``: the one-time cost of compiling shapes and format signatures (the
   first pass minus the second).
 
-Usage: ``python3 benchmarks/bench_formats.py [N]``.
+Times are process CPU time (the best of several runs), which is steadier than wall time
+on a shared machine. Usage: ``python3 benchmarks/bench_formats.py [N]``.
 """
 from __future__ import annotations
 
@@ -71,9 +72,9 @@ def best(fn, repeat: int = 3) -> float:
     """The fastest of ``repeat`` runs (the machine may be shared)."""
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times)
 
 
@@ -93,14 +94,14 @@ def bench(n: int = 100_000) -> None:
         shape_of = dec.shape
         runs = []
         for rnd in range(4):   # the first round compiles shapes and signatures
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             for o, ln in offs:
                 sh = shape_of(buf, o, ln)
                 fmt = per_shape.get(id(sh))
                 if fmt is None:
                     fmt = per_shape[id(sh)] = mod.compile_for_shape(sh, opts)
                 fmt(sh.struct.unpack_from(buf, o + 20), buf[o + 16])
-            runs.append(time.perf_counter() - t0)
+            runs.append(time.process_time() - t0)
         cold, full = runs[0], min(runs[1:])
         prepared = []
         for o, ln in offs:

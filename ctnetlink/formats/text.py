@@ -151,6 +151,16 @@ def compile_for_shape(shape: Any, opts: Options = E.DEFAULT) -> Callable[[tuple,
 
 # --- prefixes and suffixes ------------------------------------------------------------
 
+def event_type(nlmsg_type: int, nlmsg_flags: int) -> int:
+    """§8.1: 1 NEW (``*_NEW`` with ``NLM_F_CREATE``), 2 UPDATE (``*_NEW`` without), 3 DESTROY.
+
+    Works for conntrack (0x100/0x102) and expectation (0x200/0x202) messages.
+    """
+    if nlmsg_type & 0xFF == 2:
+        return 3
+    return 1 if nlmsg_flags & 0x400 else 2
+
+
 def event_prefix(event: int) -> str:
     """``"    [NEW] "`` etc. (§7.1 field 1)."""
     return EVENT_PREFIX[int(event)]
@@ -199,5 +209,5 @@ def clip(line: str, bufsize: int = LIST_BUFFER) -> str:
 
 
 __all__ = ["Options", "LabelMap", "LAYOUT", "format_flow", "flow_formatter", "compile_for_shape",
-           "event_prefix", "timestamp_prefix", "timestamp_prefix_now", "timestamp_prefix_ns",
+           "event_type", "event_prefix", "timestamp_prefix", "timestamp_prefix_now", "timestamp_prefix_ns",
            "userspace_suffix", "clip", "EVENT_PREFIX", "LIST_BUFFER", "EVENT_BUFFER"]

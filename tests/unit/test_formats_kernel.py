@@ -55,12 +55,6 @@ def messages(hexes):
             off += (ln + 3) & ~3
 
 
-def event_type(mtype: int, flags: int) -> int:
-    if mtype & 0xFF == 2:
-        return 3
-    return 1 if flags & 0x400 else 2
-
-
 _TEXT_TIMEOUT = re.compile(r"^(\s*\[\w+\] )?((?:ipv4|ipv6|unknown) +\d+ )?(\S+ +\d+ )(\d+) ")
 
 
@@ -70,7 +64,8 @@ def normalize(line: str) -> str:
     line = re.sub(r"<deltatime>\d+</deltatime>", "<deltatime>D</deltatime>", line)
     line = re.sub(r"<timeout>\d+</timeout>", "<timeout>T</timeout>", line)
     line = re.sub(r"^(-[AUD] )-t \d+ ", r"\1-t T ", line)
-    if not line.startswith(("<", "-")):
+    line = re.sub(r"^(\s*\[\w+\] )?\d+ proto=", r"\1T proto=", line)   # expectations
+    if not line.startswith(("<", "-")) and "proto=" not in line:
         m = _TEXT_TIMEOUT.match(line)
         if m and (m.group(2) or not line.lstrip().startswith(("ipv4", "ipv6"))):
             line = line[:m.start(4)] + "T" + line[m.end(4):]
@@ -138,7 +133,7 @@ def check_events(data: dict) -> int:
         want = expected_lines(output, "xml" if "xml" in opt else "text")
         got = []
         for b, o, ln, mtype, flags in msgs:
-            kind, opts = options_for(opt, labels, event_type(mtype, flags))
+            kind, opts = options_for(opt, labels, text.event_type(mtype, flags))
             got.append(render(kind, b, o, ln, opts, dec))
         assert len(got) == len(want), opt
         for g, w in zip(got, want):
