@@ -10,6 +10,7 @@ of ``-U``. See ``docs/compatibility.md``.
 from __future__ import annotations
 
 import errno as E
+import os
 import signal
 import sys
 import time
@@ -80,6 +81,28 @@ def failed(code: int, command: Command | None) -> OtherProblem:
 
 # --- output options ------------------------------------------------------------------
 
+_FIXED_CLOCKS: dict[str, Callable[[], float]] = {}
+
+
+def output_clock() -> Callable[[], float] | None:
+    """The clock outputs are computed against (``delta-time``, ``<when>``, ``-o
+    timestamp``): None for the real one, or a fixed time when the environment variable
+    ``CONNTRACK_NOW`` holds seconds since the epoch (replaying a recorded run)."""
+    now = os.environ.get("CONNTRACK_NOW")
+    if not now:
+        return None
+    clock = _FIXED_CLOCKS.get(now)
+    if clock is None:
+        value = float(now)
+        clock = _FIXED_CLOCKS[now] = lambda: value
+    return clock
+
+
+def _now() -> float | None:
+    clock = output_clock()
+    return None if clock is None else clock()
+
+
 def _labels(inv: Invocation):
     lm = inv.label_map
     return None if lm is None else dict(lm.names)
@@ -94,7 +117,7 @@ def fmt_options(inv: Invocation, *, event: int | None = None, ktimestamp: bool =
                    ktimestamp=ktimestamp and bool(o & OutputFlag.KTIMESTAMP),
                    timestamp=bool(o & OutputFlag.TIMESTAMP),
                    labels=_labels(inv) if labels else None, event=event,
-                   save_prefix=save_prefix)
+                   save_prefix=save_prefix, clock=output_clock())
 
 
 def _format_module(inv: Invocation):
@@ -682,11 +705,12 @@ def cmd_event(inv: Invocation, ctx: Context) -> int:
                     continue
                 if expect:
                     if xml:
-                        rec = xfmt.format_expect_xml(ev.expect, int(ev.type), timestamp=ts)
+                        rec = xfmt.format_expect_xml(ev.expect, int(ev.type), timestamp=ts,
+                                                     now=_now())
                     else:
                         rec = xfmt.format_expect(ev.expect, int(ev.type))
                         if ts:
-                            rec = xfmt.timestamp_prefix_now() + rec
+                            rec = xfmt.timestamp_prefix_now(output_clock()) + rec
                 else:
                     flow = ev.flow
                     if filt is not None and not filt(flow):
@@ -697,7 +721,7 @@ def cmd_event(inv: Invocation, ctx: Context) -> int:
                     if len(rec) >= 1024:
                         rec = tfmt.clip(rec, 1024)
                     if ts and not xml and not js:
-                        rec = tfmt.timestamp_prefix_now() + rec
+                        rec = tfmt.timestamp_prefix_now(output_clock()) + rec
                     if ev.portid and not js:
                         rec += tfmt.userspace_suffix(ev.portid, progname.lookup(ev.portid))
                     elif ev.portid and js:
@@ -738,9 +762,9 @@ def _exp_printer(inv: Invocation):
 
     def line(exp) -> str:
         if xml:
-            return xfmt.format_expect_xml(exp, None, timestamp=ts)
+            return xfmt.format_expect_xml(exp, None, timestamp=ts, now=_now())
         text = xfmt.format_expect(exp)
-        return (xfmt.timestamp_prefix_now() + text) if ts else text
+        return (xfmt.timestamp_prefix_now(output_clock()) + text) if ts else text
 
     return line, xml
 
