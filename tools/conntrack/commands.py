@@ -367,28 +367,26 @@ def _delete_body(flow: Flow) -> Flow:
 
 
 def cmd_delete(inv: Invocation, ctx: Context) -> int:
-    from ctnetlink.encode import resend_plan
-
     filt = make_filter(inv)
     printer = Printer(inv, ctx, bufsize=1024, prologue=False, closing=False,
                       ktimestamp=False, labels=False, save_prefix="-D")
     ct = Conntrack(ctx.main)
     kf = kernel_filter(inv, mark=True, status=False, tuples=True)
-    check = kf.matches if kf.selects else None
     mod = ctx.modifier
     values = ctx.decoder.values
     n = 0
-    flags = NLM_F_REQUEST | NLM_F_ACK
-    pending: list[tuple[bytes, object, tuple, int]] = []
+    pending: list[tuple[Flow, object, tuple, int]] = []
 
     def flush() -> None:
         nonlocal n
         if not pending:
             return
-        results = mod.batch([m for m, _, _, _ in pending])
+        msgs = [build_nfnl(K.IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, flow.family or 0,
+                           encode_flow(_delete_body(flow))) for flow, _, _, _ in pending]
+        results = mod.batch(msgs)
         lines = []
         fatal = None
-        for (_, shape, v, fam), err in zip(pending, results):
+        for (flow, shape, v, fam), err in zip(pending, results):
             if err is not None:
                 if err.errno == E.ENOENT:
                     continue  # vanished meanwhile: skipped (1.4.8+git)
@@ -404,29 +402,18 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
             raise failed(fatal.errno, Command.DELETE)
 
     try:
-        for batch in ct.dump_batches(inv.family, filter=kf if kf.selects else None):
-            for buf, off, ln in batch:
-                shape, v = values(buf, off, ln)
-                fam = buf[off + 16]
-                flow = None
-                if check is not None or filt is not None:
-                    flow = shape.build(v, fam)
-                    if check is not None and not check(flow):
-                        continue
-                    if filt is not None and not filt(flow):
-                        continue
-                # the entry as the reference re-sends it (§12.5): copied byte ranges of
-                # the dumped message when the layout allows, else decoded and encoded
-                plan = resend_plan(shape)
-                status = shape.leaves.get(("CTA_STATUS",))
-                if plan is not None and status is not None and v[status[0]] & 0x8:
-                    body = plan(buf, off)
-                else:
-                    if flow is None:
-                        flow = shape.build(v, fam)
-                    body = encode_flow(_delete_body(flow))
-                pending.append((build_nfnl(K.IPCTNL_MSG_CT_DELETE, flags, fam, body), shape, v, fam))
-            flush()
+        last_buf = None
+        for buf, off, ln in ct.dump_raw(inv.family, filter=kf):
+            if buf is not last_buf:
+                flush()
+                last_buf = buf
+            shape, v = values(buf, off, ln)
+            fam = buf[off + 16]
+            flow = shape.build(v, fam)
+            if not kf.matches(flow) or (filt is not None and not filt(flow)):
+                continue
+            pending.append((flow, shape, v, fam))
+        flush()
     except NetlinkError as e:
         raise failed(e.errno, Command.DELETE) from None
     return n
