@@ -25,8 +25,26 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+def l4src(t: Tuple) -> int:
+    """The 16 bits libnetfilter_conntrack keeps as a tuple's source "port" (a union: the
+    port, the GRE key or the ICMP id), as the network-order value it compares."""
+    if t.proto in _ICMP:
+        return t.icmp_id or 0
+    return t.sport or 0
+
+
+def l4dst(t: Tuple) -> int:
+    """The destination half of the union: port, GRE key, or ICMP type and code (the two
+    bytes in that order, read as a network-order number)."""
+    if t.proto in _ICMP:
+        return ((t.icmp_type or 0) << 8) | (t.icmp_code or 0)
+    return t.dport or 0
+
+
 def _nat_flags(f: Flow) -> tuple[bool, bool, bool, bool]:
-    """(SNAT'ed, DNAT'ed, SPAT'ed, DPAT'ed) per §6.2.1."""
+    """(SNAT'ed, DNAT'ed, SPAT'ed, DPAT'ed) per §6.2.1. The "ports" are the library's
+    union, so an ICMP entry whose NAT is done compares id and type/code and counts as
+    port-translated in both directions, as in the reference."""
     st = f.status
     o, r = f.orig, f.reply
     if o is None or r is None:
@@ -35,8 +53,8 @@ def _nat_flags(f: Flow) -> tuple[bool, bool, bool, bool]:
     dst_ok = st is None or bool(st & _DST_NAT_DONE)
     snat = src_ok and r.dst != o.src
     dnat = dst_ok and r.src != o.dst
-    spat = src_ok and r.dport != o.sport
-    dpat = dst_ok and r.sport != o.dport
+    spat = src_ok and l4dst(r) != l4src(o)
+    dpat = dst_ok and l4src(r) != l4dst(o)
     return snat, dnat, spat, dpat
 
 
@@ -66,7 +84,7 @@ def _nat_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
             if s_addr is not None:
                 has_src = snat and r is not None and r.dst == s_addr
             if s_port is not None:
-                pm = spat and r is not None and r.dport == s_port
+                pm = spat and r is not None and l4dst(r) == s_port
                 has_src = (has_src and pm) if s_addr is not None else pm
             if s_addr is None and s_port is None:
                 has_src = snat or spat
@@ -74,7 +92,7 @@ def _nat_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
             if d_addr is not None:
                 has_dst = dnat and r is not None and r.src == d_addr
             if d_port is not None:
-                pm = dpat and r is not None and r.sport == d_port
+                pm = dpat and r is not None and l4src(r) == d_port
                 has_dst = (has_dst and pm) if d_addr is not None else pm
             if d_addr is None and d_port is None:
                 has_dst = dnat or dpat
