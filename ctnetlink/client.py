@@ -104,10 +104,12 @@ class Conntrack:
             # the kernel parses filter tuples only for one layer-3 family: dump each
             # (IPv4 entries then come before IPv6 ones instead of in hash order)
             fams = {t.family for t in (filter.orig, filter.reply) if t is not None} - {None}
-            for fam in sorted(fams) if fams else (2, 10):
-                sub = filter.copy(family=fam)
-                yield from self.dump_batches(fam, filter=sub, table=table, zero=zero,
-                                             pipeline=pipeline)
+            if fams:
+                fam = fams.pop()
+                yield from self.dump_batches(fam, filter=filter.copy(family=fam), table=table,
+                                             zero=zero, pipeline=pipeline)
+                return
+            yield from self._dump_families(filter, table, zero, pipeline)
             return
         attrs = filter.attributes(cta_filter=use_filter) if filter is not None and table == "conntrack" else b""
         msg = self._msg(mtype, NLM_F_REQUEST | NLM_F_DUMP, family, attrs)
@@ -122,6 +124,45 @@ class Conntrack:
                                              pipeline=pipeline)
                 return
             _raise(e)
+
+    def _dump_families(self, filter: Filter, table: str, zero: bool,
+                       pipeline: bool) -> Iterator[list[tuple[bytes, int, int]]]:
+        """IPv4 then IPv6 filtered dumps; the IPv6 one runs meanwhile on a second socket
+        in a thread (the kernel walks the table for each, on two cores at once) and its
+        (filtered, small) result is kept until the IPv4 part has been consumed."""
+        import queue
+        import threading
+
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        other = Conntrack(NetlinkSocket(rcvbuf=4 << 20))
+        other._cta_filter_ok = self._cta_filter_ok
+
+        def run() -> None:
+            try:
+                for items in other.dump_batches(10, filter=filter.copy(family=10), table=table,
+                                                zero=zero, pipeline=False):
+                    q.put(items)
+                q.put(None)
+            except BaseException as e:
+                q.put(e)
+
+        t = threading.Thread(target=run, name="ctnetlink-dump6", daemon=True)
+        t.start()
+        try:
+            yield from self.dump_batches(2, filter=filter.copy(family=2), table=table, zero=zero,
+                                         pipeline=pipeline)
+            while True:
+                items = q.get()
+                if items is None:
+                    break
+                if isinstance(items, BaseException):
+                    raise items
+                if other._cta_filter_ok is False:
+                    self._cta_filter_ok = False  # results unfiltered: callers must check
+                yield items
+        finally:
+            t.join()
+            other.close()
 
     @property
     def kernel_filters_tuples(self) -> bool | None:

@@ -106,18 +106,28 @@ def maker(cls: type) -> Callable[..., Any]:
 class Shape:
     """A compiled message layout: struct, header check and builder."""
 
-    __slots__ = ("struct", "check", "expected", "build", "size", "leaves")
+    __slots__ = ("struct", "check", "expected", "build", "size", "leaves", "tree", "cache")
 
-    def __init__(self, st: struct.Struct, check, expected: tuple, build, leaves: dict) -> None:
+    def __init__(self, st: struct.Struct, check, expected: tuple, build, leaves: dict,
+                 tree: list | None = None) -> None:
         self.struct = st
         self.check = check
         self.expected = expected
         self.build = build
         self.size = st.size
         self.leaves = leaves
+        #: attribute tree ``[name or type, start, padded end, children]``, offsets from
+        #: the message body (header + 20)
+        self.tree = tree or []
+        #: per-shape products of other modules (compiled formatters, request plans)
+        self.cache: dict = {}
 
 
-def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list, depth: int) -> None:
+def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list, depth: int,
+          tree: list | None = None, base: int = 0) -> None:
+    """Append the layout entries of ``buf[off:end]`` to ``out``; with ``tree``, also the
+    attribute tree ``[name or type, start, padded end, children or None]`` with offsets
+    relative to ``base``."""
     if depth > MAX_DEPTH:
         raise NetlinkDecodeError("attributes nested too deeply", off)
     spec = C.ATTRS.get(set_name, {}) if set_name else {}
@@ -135,12 +145,21 @@ def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list,
         (hdr_word,) = _HDR_BE.unpack_from(buf, off)
         if info is None:
             out.append(("raw", path + (atype,), hdr_word, ln - 4, padded - ln))
+            if tree is not None:
+                tree.append([atype, off - base, off + padded - base, None])
         elif info[1] == "nested":
             out.append(("nest", path + (info[0],), hdr_word, 0, 0))
-            _walk(buf, off + 4, off + ln, info[3], path + (info[0],), out, depth + 1)
+            children: list | None = None
+            if tree is not None:
+                children = []
+                tree.append([info[0], off - base, off + padded - base, children])
+            _walk(buf, off + 4, off + ln, info[3], path + (info[0],), out, depth + 1,
+                  children, base)
             if padded > ln:
                 out.append(("pad", None, None, 0, padded - ln))
         else:
+            if tree is not None:
+                tree.append([info[0], off - base, off + padded - base, None])
             name, kind, fmt, _ = info
             size = ln - 4
             if fmt is not None:
@@ -154,8 +173,9 @@ def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list,
 def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
     """Compile the layout of the message body ``buf[body:end]``."""
     out: list = []
+    tree: list = []
     root = "ctattr_expect" if expect else "ctattr_type"
-    _walk(buf, body, end, root, (), out, 0)
+    _walk(buf, body, end, root, (), out, 0, tree, body)
     fmt = [">"]
     hdr_idx: list[int] = []
     expected: list[int] = []
@@ -201,7 +221,7 @@ def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
     check = operator.itemgetter(*hdr_idx) if len(hdr_idx) > 1 else (
         (lambda v, _i=hdr_idx[0]: (v[_i],)) if hdr_idx else (lambda v: ()))
     build = _make_builder(leaves, raws, expect)
-    return Shape(st, check, tuple(expected), build, leaves)
+    return Shape(st, check, tuple(expected), build, leaves, tree)
 
 
 def _value_expr(kind: str, idx: int, n: int) -> str:

@@ -225,3 +225,99 @@ def flow_message(mtype: int, flags: int, flow: Flow, seq: int = 0, family: int |
 
 
 _ = NLA_F_NESTED
+
+
+# --- requests re-sent from dumped messages, without decoding ---------------------------
+
+LIBNFCT_ORDER: dict[str, tuple[str, ...]] = {
+    "": ("CTA_TUPLE_ORIG", "CTA_TUPLE_REPLY", "CTA_TUPLE_MASTER", "CTA_STATUS", "CTA_TIMEOUT",
+         "CTA_MARK", "CTA_SECMARK", "CTA_PROTOINFO", "CTA_NAT_SRC", "CTA_NAT_DST",
+         "CTA_SEQ_ADJ_ORIG", "CTA_SEQ_ADJ_REPLY", "CTA_HELP", "CTA_ZONE", "CTA_LABELS",
+         "CTA_LABELS_MASK", "CTA_SYNPROXY"),
+    "CTA_TUPLE_ORIG": ("CTA_TUPLE_IP", "CTA_TUPLE_PROTO", "CTA_TUPLE_ZONE"),
+    "CTA_TUPLE_REPLY": ("CTA_TUPLE_IP", "CTA_TUPLE_PROTO", "CTA_TUPLE_ZONE"),
+    "CTA_TUPLE_MASTER": ("CTA_TUPLE_IP", "CTA_TUPLE_PROTO", "CTA_TUPLE_ZONE"),
+    "CTA_TUPLE_IP": ("CTA_IP_V4_SRC", "CTA_IP_V4_DST", "CTA_IP_V6_SRC", "CTA_IP_V6_DST"),
+    "CTA_TUPLE_PROTO": ("CTA_PROTO_NUM", "CTA_PROTO_SRC_PORT", "CTA_PROTO_DST_PORT",
+                        "CTA_PROTO_ICMP_CODE", "CTA_PROTO_ICMP_TYPE", "CTA_PROTO_ICMP_ID",
+                        "CTA_PROTO_ICMPV6_CODE", "CTA_PROTO_ICMPV6_TYPE", "CTA_PROTO_ICMPV6_ID"),
+    "CTA_PROTOINFO": ("CTA_PROTOINFO_TCP", "CTA_PROTOINFO_DCCP", "CTA_PROTOINFO_SCTP"),
+    "CTA_PROTOINFO_TCP": ("CTA_PROTOINFO_TCP_STATE", "CTA_PROTOINFO_TCP_FLAGS_ORIGINAL",
+                          "CTA_PROTOINFO_TCP_FLAGS_REPLY", "CTA_PROTOINFO_TCP_WSCALE_ORIGINAL",
+                          "CTA_PROTOINFO_TCP_WSCALE_REPLY"),
+    "CTA_PROTOINFO_SCTP": ("CTA_PROTOINFO_SCTP_STATE", "CTA_PROTOINFO_SCTP_VTAG_ORIGINAL",
+                           "CTA_PROTOINFO_SCTP_VTAG_REPLY"),
+    "CTA_PROTOINFO_DCCP": ("CTA_PROTOINFO_DCCP_STATE", "CTA_PROTOINFO_DCCP_ROLE",
+                           "CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ"),
+    "CTA_SEQ_ADJ_ORIG": ("CTA_SEQADJ_CORRECTION_POS", "CTA_SEQADJ_OFFSET_BEFORE",
+                         "CTA_SEQADJ_OFFSET_AFTER"),
+    "CTA_SEQ_ADJ_REPLY": ("CTA_SEQADJ_CORRECTION_POS", "CTA_SEQADJ_OFFSET_BEFORE",
+                          "CTA_SEQADJ_OFFSET_AFTER"),
+    "CTA_HELP": ("CTA_HELP_NAME",),
+    "CTA_SYNPROXY": ("CTA_SYNPROXY_ISN", "CTA_SYNPROXY_ITS", "CTA_SYNPROXY_TSOFF"),
+}
+"""The attribute order :func:`encode_flow` writes (libnetfilter_conntrack's), per nest;
+at the top level attributes not listed are not sent."""
+
+
+def _plan(nodes: list, key: str, out: list[tuple[int, int]], top: bool) -> bool:
+    order = LIBNFCT_ORDER.get(key)
+    if order is None:
+        return False
+    rank = {name: i for i, name in enumerate(order)}
+    kept = [n for n in nodes if n[0] in rank]
+    if not top and len(kept) != len(nodes):
+        return False  # an inner attribute encode_flow would not send: lengths change
+    for node in sorted(kept, key=lambda n: rank[n[0]]):
+        name, start, end, children = node
+        if children is None or _in_order(children, name):
+            out.append((start, end))
+            continue
+        out.append((start, start + 4))  # the nest header: its length does not change
+        if not _plan(children, name, out, False):
+            return False
+    return True
+
+
+def _in_order(children: list, key: str) -> bool:
+    order = LIBNFCT_ORDER.get(key)
+    if order is None:
+        return False
+    rank = {name: i for i, name in enumerate(order)}
+    ranks = [rank.get(c[0]) for c in children]
+    if None in ranks or ranks != sorted(ranks):
+        return False
+    return all(c[3] is None or _in_order(c[3], c[0]) for c in children)
+
+
+def resend_plan(shape) -> "Callable[[bytes, int], bytes] | None":
+    """For messages of a decoder ``Shape`` (conntrack entries): a function
+    ``(datagram, message offset) -> attributes`` giving exactly :func:`encode_flow` of
+    the decoded entry (as ``-D`` re-sends it), by copying byte ranges instead of
+    decoding and encoding. None when the shape holds something that cannot be copied
+    (the caller then encodes the decoded Flow)."""
+    cached = shape.cache.get("resend")
+    if cached is not None or "resend" in shape.cache:
+        return cached
+    spans: list[tuple[int, int]] = []
+    fn = None
+    names = {n[0] for n in shape.tree}
+    if "CTA_STATUS" in names and _plan(shape.tree, "", spans, True):
+        merged: list[list[int]] = []
+        for a, b in spans:
+            if merged and merged[-1][1] == a:
+                merged[-1][1] = b
+            else:
+                merged.append([a, b])
+        parts = ", ".join(f"b[o + {20 + a}:o + {20 + b}]" for a, b in merged)
+        src = f"def body(b, o):\n    return b''.join(({parts},))\n"
+        ns: dict = {}
+        exec(src, ns)  # noqa: S102 - generated from the shape's byte offsets
+        fn = ns["body"]
+    shape.cache["resend"] = fn
+    return fn
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable

@@ -31,6 +31,8 @@ RECV_SIZE = 1 << 16
 """Receive buffer per ``recv`` call: the kernel caps one dump skb at 32 KiB."""
 
 _LEN_TYPE = struct.Struct("=IH")
+_ERRNO = struct.Struct("=i")
+_SEQ = struct.Struct("=II")
 
 
 def _ends_dump(data: bytes) -> bool:
@@ -316,15 +318,18 @@ class NetlinkSocket:
         """Send many ACK-requesting messages, packed into as few datagrams as fit in
         ``max_bytes``, and collect one result per message (None = success), in order.
 
-        Messages are renumbered with consecutive sequence numbers. Errors do not stop
-        the batch: the caller decides what a failure means. Every ACK occupies receive
-        buffer space until it is read, so at most ``max_msgs`` requests are in flight.
+        Messages get consecutive sequence numbers (the sequence field of the messages
+        given is overwritten). Errors do not stop the batch: the caller decides what a
+        failure means. Every ACK occupies receive buffer space until it is read, so at
+        most ``max_msgs`` requests are in flight.
         """
         results: list[NetlinkError | None] = []
         pending: dict[int, int] = {}
         chunk: list[bytes] = []
         size = 0
         originals: list[bytes] = []
+        errno_at = _ERRNO.unpack_from
+        seq_bytes = _SEQ.pack
 
         def flush() -> None:
             nonlocal chunk, size
@@ -340,8 +345,8 @@ class NetlinkSocket:
                     if idx is None:
                         continue
                     if rtype == NLMSG_ERROR:
-                        err = parse_error(buf, off, mlen, rflags)
-                        if err.errno:
+                        if mlen >= 20 and errno_at(buf, off + 16)[0]:
+                            err = parse_error(buf, off, mlen, rflags)
                             results[idx] = NetlinkError(err.errno, originals[idx], err.message)
                         del pending[rseq]
                     elif rtype == NLMSG_DONE:
@@ -350,11 +355,11 @@ class NetlinkSocket:
                         on_data(buf, off, mlen)
 
         for m in msgs:
-            seq = self.next_seq()
             ln = len(m)
             if size + ln > max_bytes or len(chunk) >= max_msgs:
                 flush()
-            m = NLMSGHDR.pack(*NLMSGHDR.unpack_from(m)[:3], seq, 0) + m[16:]
+            seq = self.next_seq()
+            m = m[:8] + seq_bytes(seq, 0) + m[16:]
             pending[seq] = len(results)
             results.append(None)
             originals.append(m)

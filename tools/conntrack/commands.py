@@ -243,6 +243,35 @@ def kernel_filter(inv: Invocation, *, mark: bool, status: bool, tuples: bool) ->
     return f
 
 
+# options whose user-space check the kernel filter of kernel_filter() does exactly
+_EXACT_OPTIONS = frozenset({"src", "dst", "reply-src", "reply-dst", "protonum", "family",
+                            "output", "secmark", "buffer-size", "event-mask", "zero"})
+_EXACT_PROTO_OPTIONS = frozenset({"sport", "dport", "reply-port-src", "reply-port-dst",
+                                  "icmp-type", "icmp-code", "icmp-id", "icmpv6-type",
+                                  "icmpv6-code", "icmpv6-id", "srckey", "dstkey",
+                                  "reply-key-src", "reply-key-dst", "orig-vtag", "reply-vtag",
+                                  "role"})
+
+
+def kernel_exact(inv: Invocation, *, status_sent: bool) -> bool:
+    """Whether the kernel-side selection of :func:`kernel_filter` keeps exactly what the
+    user-space filter (§6.2) would keep, so that entries need not be decoded to be
+    checked. (Valid while the kernel honours CTA_FILTER: check
+    ``Conntrack.kernel_filters_tuples is not False``.)"""
+    opts = set(inv.options)
+    if "mark" in opts:
+        if inv.mark is None or inv.mark != inv.mark_kernel:
+            return False
+        opts.discard("mark")
+    if "status" in opts:
+        if not status_sent or inv.status_kernel is None:
+            return False
+        opts.discard("status")
+    if not opts <= _EXACT_OPTIONS or not inv.proto_options <= _EXACT_PROTO_OPTIONS:
+        return False
+    return True
+
+
 def _dump_filter_attrs(f: Filter, use_cta_filter: bool) -> bytes:
     return f.attributes(cta_filter=use_cta_filter)
 
@@ -263,10 +292,14 @@ def cmd_list(inv: Invocation, ctx: Context) -> int:
           if conntrack_table else None)
     if kf is not None and not kf.selects:
         kf = None
+    exact = conntrack_table and kernel_exact(inv, status_sent=True)
     n = 0
     try:
         for batch in ct.dump_batches(inv.family, filter=kf, table=table, zero=zero):
-            lines = _list_lines(batch, ctx.decoder, printer, kf, filt)
+            if exact and ct.kernel_filters_tuples is not False:
+                lines = _list_lines(batch, ctx.decoder, printer, None, None)
+            else:
+                lines = _list_lines(batch, ctx.decoder, printer, kf, filt)
             if lines:
                 n += len(lines)
                 printer.emit(lines)
@@ -367,26 +400,29 @@ def _delete_body(flow: Flow) -> Flow:
 
 
 def cmd_delete(inv: Invocation, ctx: Context) -> int:
+    from ctnetlink.encode import resend_plan
+
     filt = make_filter(inv)
     printer = Printer(inv, ctx, bufsize=1024, prologue=False, closing=False,
                       ktimestamp=False, labels=False, save_prefix="-D")
     ct = Conntrack(ctx.main)
     kf = kernel_filter(inv, mark=True, status=False, tuples=True)
+    check = kf.matches if kf.selects else None
+    exact = kernel_exact(inv, status_sent=False)
     mod = ctx.modifier
     values = ctx.decoder.values
     n = 0
-    pending: list[tuple[Flow, object, tuple, int]] = []
+    flags = NLM_F_REQUEST | NLM_F_ACK
+    pending: list[tuple[bytes, object, tuple, int]] = []
 
     def flush() -> None:
         nonlocal n
         if not pending:
             return
-        msgs = [build_nfnl(K.IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, flow.family or 0,
-                           encode_flow(_delete_body(flow))) for flow, _, _, _ in pending]
-        results = mod.batch(msgs)
+        results = mod.batch([m for m, _, _, _ in pending])
         lines = []
         fatal = None
-        for (flow, shape, v, fam), err in zip(pending, results):
+        for (_, shape, v, fam), err in zip(pending, results):
             if err is not None:
                 if err.errno == E.ENOENT:
                     continue  # vanished meanwhile: skipped (1.4.8+git)
@@ -402,18 +438,31 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
             raise failed(fatal.errno, Command.DELETE)
 
     try:
-        last_buf = None
-        for buf, off, ln in ct.dump_raw(inv.family, filter=kf):
-            if buf is not last_buf:
-                flush()
-                last_buf = buf
-            shape, v = values(buf, off, ln)
-            fam = buf[off + 16]
-            flow = shape.build(v, fam)
-            if not kf.matches(flow) or (filt is not None and not filt(flow)):
-                continue
-            pending.append((flow, shape, v, fam))
-        flush()
+        for batch in ct.dump_batches(inv.family, filter=kf if kf.selects else None,
+                                     pipeline=False):
+            trust = exact and ct.kernel_filters_tuples is not False
+            for buf, off, ln in batch:
+                shape, v = values(buf, off, ln)
+                fam = buf[off + 16]
+                flow = None
+                if not trust and (check is not None or filt is not None):
+                    flow = shape.build(v, fam)
+                    if check is not None and not check(flow):
+                        continue
+                    if filt is not None and not filt(flow):
+                        continue
+                # the entry as the reference re-sends it (§12.5): copied byte ranges of
+                # the dumped message when the layout allows, else decoded and encoded
+                plan = resend_plan(shape)
+                status = shape.leaves.get(("CTA_STATUS",))
+                if plan is not None and status is not None and v[status[0]] & 0x8:
+                    body = plan(buf, off)
+                else:
+                    if flow is None:
+                        flow = shape.build(v, fam)
+                    body = encode_flow(_delete_body(flow))
+                pending.append((build_nfnl(K.IPCTNL_MSG_CT_DELETE, flags, fam, body), shape, v, fam))
+            flush()
     except NetlinkError as e:
         raise failed(e.errno, Command.DELETE) from None
     return n
