@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 
-from .errors import PREFIX, CliError, OtherProblem
-from .invocation import Batch, Command, Invocation, Table
+from .errors import PREFIX, CliError
+from .invocation import Batch, Command, Invocation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,12 +84,8 @@ def run_invocation(inv: Invocation, ctx, *, batch: bool = False) -> int:
     if cmd == Command.EXP_DELETE:
         _summary(ctx.err, cmd, 0)
         return 1
-    if cmd in (Command.LIST, Command.GET, Command.CREATE, Command.ADD, Command.UPDATE,
-               Command.DELETE, Command.EXP_LIST, Command.EVENT, Command.EXP_EVENT):
-        _summary(ctx.err, cmd, n)
-    from .commands import ZERO_IS_FAILURE as zero_fail
-    _ = ZERO_IS_FAILURE
-    if cmd in zero_fail and n == 0:
+    _summary(ctx.err, cmd, n)
+    if cmd in ZERO_IS_FAILURE and n == 0:
         return 1
     return 0
 
@@ -170,5 +166,3 @@ def console() -> None:
 
 if __name__ == "__main__":
     console()
-
-_ = (OtherProblem, Table)
