@@ -251,6 +251,7 @@ _EXACT_PROTO_OPTIONS = frozenset({"sport", "dport", "reply-port-src", "reply-por
                                   "icmpv6-code", "icmpv6-id", "srckey", "dstkey",
                                   "reply-key-src", "reply-key-dst", "orig-vtag", "reply-vtag",
                                   "role"})
+_PORT_OPTIONS = frozenset({"sport", "dport", "reply-port-src", "reply-port-dst"})
 
 
 def kernel_exact(inv: Invocation, *, status_sent: bool) -> bool:
@@ -269,6 +270,12 @@ def kernel_exact(inv: Invocation, *, status_sent: bool) -> bool:
         opts.discard("status")
     if not opts <= _EXACT_OPTIONS or not inv.proto_options <= _EXACT_PROTO_OPTIONS:
         return False
+    if inv.proto_options & _PORT_OPTIONS and inv.protonum not in (6, 17):
+        return False  # the kernel compares ports of TCP and UDP only (not UDPlite/SCTP/DCCP)
+    t = inv.template
+    for tup in (t.orig, t.reply):
+        if tup is not None and any(a is not None and a.version == 6 for a in (tup.src, tup.dst)):
+            return False  # IPv6 addresses are not sent in CTA_FILTER (ctnetlink.filters)
     return True
 
 
