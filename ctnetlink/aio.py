@@ -83,13 +83,17 @@ class AsyncConntrack:
                 if flt is None or flt.matches(flow):
                     yield flow
 
-    async def events(
+    def events(
         self, groups: int = K.Group.CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
         family: int | None = None,
     ) -> AsyncIterator[Event]:
-        """Like :meth:`Conntrack.events`; overruns are reported in ``Event.lost``."""
+        """Like :meth:`Conntrack.events` (subscribed as soon as this is called);
+        overruns are reported in ``Event.lost``. Use as ``async for ev in ct.events()``."""
         sock = NetlinkSocket(groups=groups, rcvbuf=rcvbuf, nonblocking=True)
-        drops = _SocketDrops(sock)
+        return self._events(sock, _SocketDrops(sock), family)
+
+    async def _events(self, sock: NetlinkSocket, drops: _SocketDrops,
+                      family: int | None) -> AsyncIterator[Event]:
         decode = self._sync._event_decoders()
         lost = 0
         try:

@@ -214,8 +214,12 @@ class Conntrack:
         self._request(self._flow_msg(K.IPCTNL_MSG_CT_NEW, flags, flow))
 
     def update(self, flow: Flow) -> None:
-        """Change an existing entry (selected by its tuple; timeout, mark, status, labels…)."""
-        self._request(self._flow_msg(K.IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK, flow))
+        """Change an existing entry (selected by its tuple; timeout, mark, status, labels…).
+
+        Status bits can only be added; CONFIRMED is always part of a status update
+        (the kernel refuses to change it), as the reference tool sends it."""
+        self._request(self._flow_msg(K.IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK,
+                                     _confirmed(flow)))
 
     def delete(self, flow: Flow | Tuple) -> None:
         """Delete one entry, selected by its original (or reply) tuple and zone."""
@@ -238,7 +242,7 @@ class Conntrack:
     def update_many(self, flows: Iterable[Flow]) -> list[ConntrackError | None]:
         """Update many entries with batched requests; one result per flow."""
         msgs = (build_nfnl(K.IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_ACK,
-                           f.family or _family_of(f), encode_flow(f)) for f in flows)
+                           f.family or _family_of(f), encode_flow(_confirmed(f))) for f in flows)
         return [None if r is None else wrap(r) for r in self.sock.batch(msgs)]
 
     def create_many(self, flows: Iterable[Flow], *, exclusive: bool = True) -> list[ConntrackError | None]:
@@ -249,9 +253,13 @@ class Conntrack:
         return [None if r is None else wrap(r) for r in self.sock.batch(msgs)]
 
     def flush(self, family: int = 0, *, mark: int | None = None, mark_mask: int | None = None) -> None:
-        """Delete all entries (of a family, or matching mark/mask)."""
+        """Delete all entries (of a family, or matching mark/mask).
+
+        The kernel honours the family only in an nfnetlink version 1 header (the
+        reference tool sends version 0 and so flushes every family)."""
         attrs = Filter(family, mark, mark_mask).attributes() if mark is not None else b""
-        self._request(self._msg(K.IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, family, attrs))
+        self._request(build_nfnl(K.IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, family, attrs,
+                                 self.sock.next_seq(), version=1 if family else 0))
 
     def count(self) -> int:
         """Number of entries (``CTA_STATS_GLOBAL_ENTRIES``)."""
@@ -291,18 +299,27 @@ class Conntrack:
     ) -> Iterator[Event]:
         """Iterate over conntrack/expectation events of the chosen multicast groups.
 
-        A separate socket is bound to ``groups`` with a large receive buffer. When the
+        A separate socket is bound to ``groups`` with a large receive buffer as soon as
+        this is called (events from then on are kept for the iterator). When the
         kernel drops events (``ENOBUFS``) ``on_overrun(lost)`` is called with the number
         of lost messages (from the socket's drop counter) and the next event carries it
-        in ``Event.lost``. The iterator ends when the socket is closed.
+        in ``Event.lost``. The iterator ends when the socket is closed; closing the
+        iterator closes a socket it opened.
         """
         own = sock is None
-        sock = sock or NetlinkSocket(groups=groups, rcvbuf=rcvbuf)
-        drops = _SocketDrops(sock)
+        if sock is None:
+            sock = NetlinkSocket(groups=groups, rcvbuf=rcvbuf)
+        return self._events(sock, own, _SocketDrops(sock), family, on_overrun)
+
+    def _events(self, sock: NetlinkSocket, own: bool, drops: "_SocketDrops",
+                family: int | None, on_overrun: Callable[[int], None] | None) -> Iterator[Event]:
+        import select
+
         lost = 0
+        decode = self._event_decoders()
         try:
-            for_each = self._event_decoders()
             while True:
+                before = sock.overruns
                 try:
                     buf = sock.recv()
                 except OSError as e:
@@ -310,6 +327,9 @@ class Conntrack:
                         return
                     raise
                 if buf is None:
+                    if sock.overruns == before:  # a non-blocking socket with nothing to read
+                        select.select([sock], [], [])
+                        continue
                     n = drops.delta()
                     lost += n
                     if on_overrun is not None:
@@ -317,11 +337,11 @@ class Conntrack:
                     continue
                 off = 0
                 end = len(buf)
-                while off < end:
-                    ev = for_each(buf, off, family)
+                while off + 16 <= end:
                     ln = struct.unpack_from("=I", buf, off)[0]
                     if ln < 16:
                         break
+                    ev = decode(buf, off, family)
                     off += (ln + 3) & ~3
                     if ev is None:
                         continue
@@ -389,16 +409,31 @@ class Conntrack:
         self._request(self._msg(K.IPCTNL_MSG_EXP_NEW, flags, fam, encode_expect(exp)))
 
     def delete_expect(self, exp: Expect | Tuple) -> None:
-        """Delete an expectation selected by its expected tuple (or by id/helper)."""
+        """Delete an expectation selected by its expected tuple (and id, if given), or by
+        id alone (looked up first), or every expectation of ``helper`` when only the
+        helper is given. Anything else is a ValueError: the kernel would flush all."""
         if isinstance(exp, Tuple):
             exp = Expect(tuple=exp)
-        fam = exp.family or (exp.tuple.family if exp.tuple else None) or AF_INET
-        key = Expect(family=fam, tuple=exp.tuple, id=exp.id if exp.tuple is None else None)
+        if exp.tuple is None and exp.id is not None:
+            found = next((e for e in self.dump_expect(0) if e.id == exp.id), None)
+            if found is None:
+                raise wrap(NetlinkError(E.ENOENT))
+            exp = found
+        if exp.tuple is not None:
+            fam = exp.family or exp.tuple.family or AF_INET
+            key = Expect(family=fam, tuple=exp.tuple, id=exp.id)
+        elif exp.helper is not None:
+            fam = exp.family or 0
+            key = Expect(family=fam, helper=exp.helper)
+        else:
+            raise ValueError("delete_expect needs a tuple, an id or a helper name")
         self._request(self._msg(K.IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, fam,
                                 encode_expect(key)))
 
     def flush_expect(self, family: int = AF_INET) -> None:
-        self._request(self._msg(K.IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, family))
+        """Delete the expectations of a family (0 = all)."""
+        self._request(build_nfnl(K.IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, family, b"",
+                                 self.sock.next_seq(), version=1 if family else 0))
 
     def count_expect(self, family: int = AF_INET) -> int:
         return sum(1 for _ in self.dump_expect(family))
@@ -412,6 +447,12 @@ def _family_of(flow: Flow) -> int:
         if t is not None and t.family is not None:
             return t.family
     return AF_INET
+
+
+def _confirmed(flow: Flow) -> Flow:
+    if flow.status is None or flow.status & K.Status.CONFIRMED:
+        return flow
+    return flow.copy(status=flow.status | K.Status.CONFIRMED)
 
 
 def _delete_key(flow: Flow) -> Flow:

@@ -32,7 +32,7 @@ def _ip(atype: int, addr) -> bytes:
 
 def encode_tuple(t: Tuple, family: int | None = None) -> bytes:
     """The content of a CTA_TUPLE_* nest (IP nest, PROTO nest, zone)."""
-    fam = family if family is not None else t.family
+    fam = family or t.family
     parts = []
     if fam == AF_INET6:
         ip = []

@@ -310,6 +310,16 @@ class NetlinkSocket:
             stop.set()
             t.join()
             sys.setswitchinterval(interval)
+            # an abandoned dump: what the reader thread queued is read first, then the
+            # rest (if the thread stopped before the end) from the socket
+            try:
+                while not reader.done:
+                    data = q.get_nowait()
+                    if isinstance(data, BaseException):
+                        break
+                    reader.feed(data)
+            except (queue.Empty, NetlinkError):
+                pass
             if not reader.done:
                 self._drain(reader)
 
