@@ -18,13 +18,11 @@ import pytest
 
 from nfnl.pcap import read_pcap
 
-try:
-    from conntrack_tools.fixture.strace import Recording, TracedDatagram, record
-except ModuleNotFoundError:  # source checkout without `pip install -e .`
-    from tools.fixture.strace import Recording, TracedDatagram, record  # type: ignore[no-redef]
+from conntrack_tools.fixture.strace import Recording, TracedDatagram, record
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
+REF = "/usr/sbin/conntrack"  # the reference tool (ours may shadow `conntrack` on PATH)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 CT_NEW, CT_GET = 0x0100, 0x0101
 F_REQUEST, F_MULTI, F_ACK, F_DUMP, F_EXCL, F_CREATE = 0x1, 0x2, 0x4, 0x300, 0x200, 0x400
@@ -71,9 +69,9 @@ def assert_pcap_holds(path: Path, datagrams: list[TracedDatagram]) -> None:
 def test_list_records_the_dump_request_and_every_reply(netns: str, tmp_path: Path) -> None:
     sources = ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
     for i, src in enumerate(sources):
-        in_ns(netns, "conntrack", "-I", *flow(src, 1000 + i))
+        in_ns(netns, REF, "-I", *flow(src, 1000 + i))
     before = time.time_ns()
-    result = record(["conntrack", "-L"], tmp_path / "list.pcap", netns)
+    result = record([REF, "-L"], tmp_path / "list.pcap", netns)
     assert result.returncode == 0
     assert result.stderr == b"conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.\n"
     assert len(result.stdout.splitlines()) == 3
@@ -92,7 +90,7 @@ def test_list_records_the_dump_request_and_every_reply(netns: str, tmp_path: Pat
 
 
 def test_create_is_acked_and_a_duplicate_refused(netns: str, tmp_path: Path) -> None:
-    argv = ["conntrack", "-I", *flow("192.0.2.9", 999)]
+    argv = [REF, "-I", *flow("192.0.2.9", 999)]
     created = record(argv, tmp_path / "create.pcap", netns)
     assert (created.returncode, created.stderr) == (
         0, b"conntrack v1.4.7 (conntrack-tools): 1 flow entries have been created.\n")
@@ -112,9 +110,9 @@ def test_create_is_acked_and_a_duplicate_refused(netns: str, tmp_path: Path) -> 
 
 
 def test_event_listener_is_stopped_with_sigint(netns: str, tmp_path: Path) -> None:
-    with Recording(["conntrack", "-E"], tmp_path / "events.pcap", netns) as rec:
+    with Recording([REF, "-E"], tmp_path / "events.pcap", netns) as rec:
         rec.wait_subscribed()
-        in_ns(netns, "conntrack", "-I", *flow("192.0.2.7", 7))
+        in_ns(netns, REF, "-I", *flow("192.0.2.7", 7))
         rec.wait_until(lambda r: len(r.datagrams()) == 1)
         rec.wait_idle()  # the event has been printed; conntrack waits for the next one
         result = rec.stop()
@@ -133,8 +131,8 @@ def test_record_stops_on_condition_or_timeout(netns: str, tmp_path: Path) -> Non
         rec.wait_subscribed()
         return True
 
-    for kwargs in ({"until": subscribed}, {"timeout": 0.2}):
-        result = record(["conntrack", "-E"], tmp_path / "idle.pcap", netns, **kwargs)
+    for kwargs in ({"until": subscribed}, {"timeout": 3.0}):
+        result = record([REF, "-E"], tmp_path / "idle.pcap", netns, **kwargs)
         assert result.returncode == 0, kwargs
         assert result.stderr.endswith(b"0 flow events have been shown.\n"), kwargs
         assert result.datagrams == [] and list(read_pcap(tmp_path / "idle.pcap")) == []
