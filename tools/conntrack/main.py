@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
         argv = sys.argv
     err = stderr if stderr is not None else sys.stderr
     try:
+        # die by SIGPIPE/SIGINT like the C tool (-E installs its own SIGINT/SIGTERM handler)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     except (ValueError, OSError):  # not the main thread (tests)
         pass
     argv, capture = extract_capture(list(argv))
