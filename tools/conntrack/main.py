@@ -102,12 +102,6 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
     if argv is None:
         argv = sys.argv
     err = stderr if stderr is not None else sys.stderr
-    try:
-        # die by SIGPIPE/SIGINT like the C tool (-E installs its own SIGINT/SIGTERM handler)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    except (ValueError, OSError):  # not the main thread (tests)
-        pass
     argv, capture = extract_capture(list(argv))
     if capture:
         os.environ["NFNL_PCAP"] = capture
@@ -161,6 +155,9 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
 
 def console() -> None:
     """Entry point of the ``conntrack`` console script."""
+    # die by SIGPIPE/SIGINT like the C tool (-E installs its own SIGINT/SIGTERM handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     status = main()
     sys.stdout.flush()
     os._exit(status) if status == 141 else sys.exit(status)
