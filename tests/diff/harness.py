@@ -198,6 +198,9 @@ class Proc:
         while True:
             if _bound_to_groups(self.pid, groups) and _blocked_in_recv(self.pid):
                 return
+            if self.status is None and os.waitpid(self.pid, os.WNOHANG)[0]:
+                self.status = -1
+                raise RuntimeError(f"{self.which} {self.args} exited (stderr {bytes(self.err)!r})")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.which} {self.args} never listened "
                                    f"(stderr {bytes(self.err)!r})")
