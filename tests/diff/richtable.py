@@ -260,7 +260,8 @@ def settle(rt: RichTable, timeout: float = 10) -> None:
 
 def user_expectation(rt: RichTable) -> list[str]:
     """``-I expect`` of an expectation on the bare control connection (the expected
-    tuple's ports satisfy the 1.4.7 bug: ``1600 >> 8 == 6``, see spec §3.12)."""
+    tuple's ports satisfy the 1.4.7 bug: the last ``--tuple-port-*`` gives the protocol,
+    ``1700 >> 8 == 6``, see spec §3.12)."""
     addr, port = rt.master
     return ["-I", "expect", "-s", addr, "-d", addr, "-p", "tcp", "--sport", str(port),
             "--dport", "21", "--tuple-src", addr, "--tuple-dst", addr,
