@@ -22,6 +22,12 @@ def complete(t: Tuple | None, proto: int | None = None) -> Tuple | None:
     if t is None:
         return None
     t = t.copy()
+    if (t.src is None) != (t.dst is None):  # both addresses, the missing one all zero
+        have = t.src if t.src is not None else t.dst
+        if t.src is None:
+            t.src = type(have)(0)
+        else:
+            t.dst = type(have)(0)
     p = t.proto if t.proto is not None else proto
     t.proto = p
     if p in _PORTS:
@@ -58,7 +64,11 @@ def object_tuples(inv: Invocation, create: bool) -> tuple[Tuple | None, Tuple | 
             r.proto = o.proto if o.proto in _ICMP else r.proto
         _reply_icmp(inv, r, o)
     if create:
-        if has_o and not has_r:
+        # like nfct_setobjopt(SETUP_REPLY/SETUP_ORIGINAL): a direction is derived only
+        # when none of its address options was given; otherwise it is sent as given
+        orig_given = o is not None and (o.src is not None or o.dst is not None)
+        reply_given = r is not None and (r.src is not None or r.dst is not None)
+        if has_o and not reply_given:
             r = Tuple(o.dst, o.src, o.proto, o.dport, o.sport, None, None, None,
                       r.zone if r is not None else None)
             if o.proto in _PORTS:
@@ -69,7 +79,7 @@ def object_tuples(inv: Invocation, create: bool) -> tuple[Tuple | None, Tuple | 
                                255 if o.icmp_type is not None else 0)
                 r.icmp_code = o.icmp_code or 0
                 r.icmp_id = o.icmp_id or 0
-        elif has_r and not has_o:
+        elif has_r and not orig_given:
             assert r is not None
             zone = o.zone if o is not None else None
             base = o if o is not None else Tuple()
@@ -77,6 +87,8 @@ def object_tuples(inv: Invocation, create: bool) -> tuple[Tuple | None, Tuple | 
                       base.icmp_id, zone)
             if r.proto in _PORTS:
                 o.sport, o.dport = r.dport or 0, r.sport or 0
+    if r is not None and r.proto is None:
+        r.proto = 0  # a reply tuple as given: no reply-side protocol option, protocol 0
     proto = o.proto if o is not None else None
     return complete(o), complete(r, proto)
 
