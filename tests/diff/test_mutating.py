@@ -123,6 +123,16 @@ def cases():
         f"-I -r {B4} -q {A4} -p tcp --reply-port-src 2 --reply-port-dst 1 --state SYN_RECV {T}",
         f"-I -s {A4} -d {B4} -r 10.3.0.3 -q {A4} -p tcp --sport 1 --dport 2 --reply-port-src 3 "
         f"--reply-port-dst 1 --state ESTABLISHED {T}",
+        f"-I -s {A4} -d {B4} -q {A4} -p udp --sport 1 --dport 2 --reply-port-src 3 "
+        f"--reply-port-dst 1 {T}",
+        f"-I -s {A4} -d {B4} -g 10.3.9.9 -q {A4} -p udp --sport 1 --dport 2 --reply-port-src 3 "
+        f"--reply-port-dst 1 {T}",
+        f"-I -s {A4} -d {B4} -p udp --sport 1 --dport 2 --reply-port-src 3 --reply-port-dst 1 {T}",
+        f"-I -s {A4} -d {B4} -r 10.3.0.7 -p udp --sport 1 --dport 2 {T}",
+        f"-I -s {A4} -d {B4} -q {A4} -p tcp --sport 1 --dport 2 --state ESTABLISHED {T}",
+        f"-I -s {A6} -d {B6} -q {A6} -p udp --sport 1 --dport 2 --reply-port-src 3 {T}",
+        f"-I -d {B4} -r {B4} -q {A4} -p udp --reply-port-src 2 --reply-port-dst 1 {T}",
+        f"-I -s {A4} -r {B4} -q {A4} -p icmp --icmp-type 8 --icmp-code 0 {T}",
         f"-I -s {A4} -d {B4} -p udp --sport 1 --dport 2 {T} -w 9 -m 0xffffffff",
         f"-I -s {A4} -d {B4} -p udp --sport 1 --dport 2 {T} --orig-zone 9",
         f"-I -s {A4} -d {B4} -p udp --sport 1 --dport 2 {T} --reply-zone 9",
