@@ -84,7 +84,7 @@ class Proc:
 
     def __init__(self, nsfd: int, which: str, args: list[str], stdin: bytes | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None,
-                 xtables: str | None = None) -> None:
+                 xtables: str | None = None, nobody: bool = False) -> None:
         self.which = which
         self.args = list(args)
         self.out = bytearray()
@@ -110,6 +110,10 @@ class Proc:
                 os.closerange(3, 1 << 16)
                 if cwd:
                     os.chdir(cwd)
+                if nobody:  # uid/gid 65534 without any capability
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
                 if which == "ref":
                     os.execve(REFERENCE, argv, child_env)
                 elif EXEC_OURS:
@@ -277,12 +281,13 @@ class Namespace:
         os.close(self.fd)
 
     def spawn(self, which: str, args: list[str], stdin: bytes | None = None,
-              env: dict[str, str] | None = None) -> Proc:
-        return Proc(self.fd, which, args, stdin, env, self.cwd, self.xtables)
+              env: dict[str, str] | None = None, nobody: bool = False) -> Proc:
+        return Proc(self.fd, which, args, stdin, env, self.cwd, self.xtables, nobody)
 
     def run(self, which: str, args: list[str], stdin: bytes | None = None,
-            env: dict[str, str] | None = None, timeout: float = 20) -> Result:
-        return self.spawn(which, args, stdin, env).wait(timeout)
+            env: dict[str, str] | None = None, timeout: float = 20,
+            nobody: bool = False) -> Result:
+        return self.spawn(which, args, stdin, env, nobody).wait(timeout)
 
     def ref(self, *args: str, stdin: bytes | None = None, check: bool = False) -> Result:
         r = self.run("ref", list(args), stdin)

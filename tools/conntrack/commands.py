@@ -692,6 +692,8 @@ def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
     try:
         sock = NetlinkSocket(groups=inv.event_groups)
     except OSError as e:
+        if inv.command == Command.EXP_EVENT:  # nfct_open() of the old API: no perror
+            raise OtherProblem("Can't open handler") from None
         ctx.warn(f"mnl_socket_bind: {strerror(e.errno or 0)}\n")
         raise OtherProblem("Can't open netlink socket") from None
     size = inv.buffer_size
