@@ -274,7 +274,20 @@ class Exchange:
     request: bytes
     replies: list[bytes] = field(default_factory=list)
     used: bool = False
+    portid: int | None = None  # of the recorded socket, learnt from the replies
+    open: bool = True  # still waiting for replies (see Replay._owner)
     _key: tuple | None = None
+    _dump: bool | None = None
+
+    def see_reply(self, data: bytes) -> None:
+        headers = _safe_headers(data)
+        if self.portid is None:
+            self.portid = next((pid for *_, pid in headers if pid), None)
+        if self._dump is None:
+            self._dump = any(f & NLM_F_DUMP == NLM_F_DUMP for *_, f, _, _ in
+                             _safe_headers(self.request))
+        if not self._dump or any(t in (NLMSG_DONE, NLMSG_ERROR) for _, _, t, *_ in headers):
+            self.open = False
 
     def key(self) -> tuple:
         if self._key is None:
@@ -304,7 +317,9 @@ class Replay:
     exchange); otherwise the first unused matching exchange answers. ``exhausted`` is the
     exception (class or instance) a blocking ``recv`` raises when nothing is left to serve.
     ``complete_acks`` adds the ACK the kernel sends for an ``NLM_F_ACK`` request when the
-    recorded program did not read it (libnetfilter_conntrack stops reading after the data).
+    recorded program did not read it (libnetfilter_conntrack stops reading after the data),
+    and the NLMSG_DONE of a dump it stopped reading. :meth:`equivalent` and
+    :meth:`replies_for` let a subclass answer requests that differ from the recorded ones.
     ``sent`` lists every datagram sent to the replay, ``played`` the conversation as played.
     """
 
@@ -320,23 +335,45 @@ class Replay:
         self.played: list[Packet] = []
         self._lock = threading.RLock()
         self._portids: list[int] = []
-        current: dict[int, Exchange] = {}
         for p in load(recording):
             if p.direction == SENT:
-                ex = current[p.family] = Exchange(len(self.exchanges), p.family, p.data)
-                self.exchanges.append(ex)
+                self.exchanges.append(Exchange(len(self.exchanges), p.family, p.data))
                 continue
-            ex = current.get(p.family)
+            ex = self._owner(p)
             if ex is None or _is_event(p.data, ex.seqs()):
                 self.events.append(p)
             else:
                 ex.replies.append(p.data)
+                ex.see_reply(p.data)
                 if not self._portids:
                     self._portids = [pid for *_, pid in _safe_headers(p.data) if pid][:1]
         if complete_acks:
             for ex in self.exchanges:
                 ex.replies += _missing_acks(ex)
         self._next_portid = 0x7E000000 + os.getpid() % 0x10000 * 16
+
+    def _owner(self, p: Packet) -> Exchange | None:
+        """The exchange a received datagram answers. A program may talk on several sockets
+        at once (the reference ``conntrack -D`` deletes on a second socket while its dump is
+        still running), so replies go to the latest still open exchange of the socket they
+        are addressed to (``nlmsg_pid``), or else to the latest open one whose socket is not
+        known yet; a dump stays open until its DONE or error, any other request until its
+        first reply; failing that, the latest exchange of that socket, or simply the latest."""
+        pool = [ex for ex in reversed(self.exchanges) if ex.family == p.family]
+        if not pool:
+            return None
+        headers = _safe_headers(p.data)
+        pids = {pid for *_, pid in headers if pid}
+        seqs = {seq for *_, seq, _ in headers}
+        if seqs - {0}:
+            pool = [ex for ex in pool if seqs & set(ex.seqs())] or pool
+        for good in (lambda ex: ex.open and ex.portid in pids,
+                     lambda ex: ex.open and ex.portid is None,
+                     lambda ex: ex.portid in pids):
+            ex = next((ex for ex in pool if good(ex)), None)
+            if ex is not None:
+                return ex
+        return pool[0]
 
     @property
     def unused(self) -> list[Exchange]:
@@ -371,19 +408,55 @@ class Replay:
             candidates = [ex for ex in self.exchanges if ex.family == sock.protocol and not ex.used]
             if self.strict:
                 candidates = candidates[:1]
-            match = next((ex for ex in candidates if ex.key() == key), None)
-            if match is None:
+            match = self._find(data, key, candidates, ())
+            if match is not None:
+                self._serve(sock, match, data)
+                return
+            # a batch (many requests in one datagram) replays a recording of one request
+            # per datagram: each message must match an exchange of its own
+            parts = [data[off:off + ln] for off, ln, *_ in _safe_headers(data)]
+            matches: list[Exchange] = []
+            for part in parts if len(parts) > 1 else ():
+                ex = self._find(part, datagram_key(part, ordered=False), candidates, matches)
+                if ex is None:
+                    break
+                matches.append(ex)
+            if not parts or len(matches) != len(parts):
                 raise ReplayMismatch(self._mismatch(data, sock.protocol))
-            match.used = True
-            new = {}
-            try:
-                ours = [(seq, pid) for *_, seq, pid in iter_messages(data)]
-            except NetlinkDecodeError:
-                ours = []
-            for old, (seq, pid) in zip(match.seqs(), ours):
-                new[old] = (seq, pid)
-            for reply in match.replies:
-                sock._enqueue(_rewrite(reply, new, sock.portid))
+            for ex, part in zip(matches, parts):
+                self._serve(sock, ex, part)
+
+    def _find(self, data: bytes, key: tuple, candidates: list[Exchange],
+              taken: Iterable[Exchange]) -> Exchange | None:
+        exact = next((ex for ex in candidates if ex.key() == key and ex not in taken), None)
+        if exact is not None:
+            return exact
+        return next((ex for ex in candidates
+                     if ex not in taken and self.equivalent(data, ex)), None)
+
+    def equivalent(self, request: bytes, exchange: Exchange) -> bool:
+        """Whether a sent request that differs from the recorded ``exchange.request`` may be
+        answered by its replies anyway. The base class says no; subclasses replaying one
+        program's recording for another (known, documented differences) say yes where it
+        is safe, and may adapt the answer in :meth:`replies_for`."""
+        return False
+
+    def replies_for(self, exchange: Exchange, request: bytes) -> list[bytes]:
+        """The recorded replies served for ``request`` (by default all, unchanged)."""
+        return exchange.replies
+
+    def _serve(self, sock: "FakeKernelSocket", match: Exchange, data: bytes) -> None:
+        """Queue the recorded replies of ``match`` for the request ``data`` on ``sock``."""
+        match.used = True
+        new = {}
+        try:
+            ours = [(seq, pid) for *_, seq, pid in iter_messages(data)]
+        except NetlinkDecodeError:
+            ours = []
+        for old, (seq, pid) in zip(match.seqs(), ours):
+            new[old] = (seq, pid)
+        for reply in self.replies_for(match, data):
+            sock._enqueue(_rewrite(reply, new, sock.portid))
 
     def _on_recv(self, sock: "FakeKernelSocket", data: bytes) -> None:
         self.played.append(Packet(len(self.played), RECEIVED, sock.protocol, data))
@@ -425,11 +498,17 @@ class Replay:
 
 def _missing_acks(ex: Exchange) -> list[bytes]:
     """ACKs (capped NLMSG_ERROR 0) for the exchange's non-dump ``NLM_F_ACK`` requests that
-    have no NLMSG_ERROR among the recorded replies."""
+    have no NLMSG_ERROR among the recorded replies, and NLMSG_DONE for dumps whose end the
+    recorded program never read (the reference ``conntrack -U`` exits on an error in the
+    middle of its dump): what the kernel had sent without anyone reading it."""
     answered = {seq for reply in ex.replies for _, _, t, _, seq, _ in _safe_headers(reply)
                 if t == NLMSG_ERROR}
+    ended = {seq for reply in ex.replies for _, _, t, _, seq, _ in _safe_headers(reply)
+             if t in (NLMSG_ERROR, NLMSG_DONE)}
     out = []
     for off, _, mtype, flags, seq, pid in _safe_headers(ex.request):
+        if flags & NLM_F_DUMP == NLM_F_DUMP and ex.replies and seq not in ended:
+            out.append(NLMSGHDR.pack(20, NLMSG_DONE, 0x2, seq, 1) + struct.pack("=i", 0))
         if flags & NLM_F_ACK and flags & NLM_F_DUMP != NLM_F_DUMP and seq not in answered:
             echo = ex.request[off:off + 16]
             # pid 1: any non-zero pid is rewritten to the replaying socket's portid

@@ -35,6 +35,7 @@ from scapy.packet import NoPayload, Packet, Padding, Raw, bind_layers
 
 from ctnetlink import _compiled as _ct
 from . import _compiled as _nl
+from . import message as _message
 from .replay import flag_names
 
 LINKTYPE_NETLINK = 253
@@ -319,7 +320,21 @@ class NfGenMsg(Packet):
 
     def guess_payload_class(self, payload: bytes) -> type[Packet]:
         owner = self.underlayer
-        return BODIES.get(getattr(owner, "nlmsg_type", None), NfAttrs)
+        mtype = getattr(owner, "nlmsg_type", None)
+        resolver = _message._RESOLVERS.get(mtype)
+        if resolver is not None and owner is not None:
+            # the kernel reuses some types for two bodies (0x0103: GET_CTRZERO entries and
+            # expectation statistics): pick the body by content, as nfnl.message does
+            ln = owner.nlmsg_len or 20 + len(payload)
+            head = struct.pack("=IHHII", ln, mtype, owner.nlmsg_flags or 0, owner.nlmsg_seq or 0,
+                               owner.nlmsg_pid or 0)
+            head += struct.pack("!BBH", self.nfgen_family or 0, self.version or 0,
+                                self.res_id or 0)
+            set_name = resolver(head + payload[:max(ln - 20, 0)], 0, ln)[1]
+            cls = _BODY_BY_SET.get(set_name)
+            if cls is not None:
+                return cls
+        return BODIES.get(mtype, NfAttrs)
 
 
 class NfAttrs(_NextMessage, Packet):
@@ -398,6 +413,9 @@ for _mtype, (_, _set) in _ct.MESSAGES.items():
     if _cls_name not in _generated:
         _generated[_cls_name] = _body_class(_set, _cls_name)
     BODIES[_mtype] = _generated[_cls_name]
+_BODY_BY_SET: dict[str, type[Packet]] = {}
+for _cls in BODIES.values():
+    _BODY_BY_SET.setdefault(getattr(_cls, "set_name", None), _cls)
 globals().update(_generated)
 __all__ = ["NetlinkCooked", "Netlink", "NfGenMsg", "NfAttrs", "NlMsgErr", "NlMsgDone", "NLA",
            "to_python", "dispatcher", "ATTR_SETS", "BODIES", *sorted(_generated)]

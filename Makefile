@@ -1,0 +1,19 @@
+# Project tasks. `make fixtures` needs root (network namespaces, strace); the rest does not.
+PYTHON ?= python3
+JOBS ?= 2
+
+.PHONY: fixtures fixture-tests fixture-coverage
+
+# Re-record the whole fixture corpus from the reference /usr/sbin/conntrack
+# (tools/fixture/corpus.py; one private network namespace per scenario).
+fixtures:
+	$(PYTHON) -m conntrack_tools.fixture.corpus --dir fixtures -j $(JOBS)
+	$(PYTHON) -m conntrack_tools.fixture coverage --dir fixtures > /dev/null
+
+# The fixture tests: no root, no kernel.
+fixture-tests:
+	$(PYTHON) -m pytest -q tests/fixtures
+
+# Which CTA_* attributes the corpus holds, and why the others are missing.
+fixture-coverage:
+	$(PYTHON) -m conntrack_tools.fixture coverage --dir fixtures --paths
