@@ -48,6 +48,30 @@ def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
     return out, path
 
 
+class _Stderr:
+    """stderr as stdio treats it: written through, and a failed write (fd 2 closed, a
+    full disk) loses the text without changing what the program does or its status."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def write(self, text: str) -> None:
+        if self.f is None:  # started with fd 2 closed
+            return
+        try:
+            self.f.write(text)
+            self.f.flush()
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        if self.f is not None:
+            try:
+                self.f.flush()
+            except (OSError, ValueError):
+                pass
+
+
 def _version(out) -> None:
     from .usage import version_text
 
@@ -101,7 +125,7 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
     """Run the program; returns the exit status (the console script exits with it)."""
     if argv is None:
         argv = sys.argv
-    err = stderr if stderr is not None else sys.stderr
+    err = _Stderr(stderr if stderr is not None else sys.stderr)
     argv, capture = extract_capture(list(argv))
     if capture:
         os.environ["NFNL_PCAP"] = capture
@@ -159,7 +183,11 @@ def console() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     status = main()
-    sys.stdout.flush()
+    if sys.stdout is not None:  # None when started with fd 1 closed
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass
     os._exit(status) if status == 141 else sys.exit(status)
 
 

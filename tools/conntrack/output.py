@@ -63,6 +63,10 @@ class Stdout:
         except BrokenPipeError:
             self.broken = True
             raise
+        except OSError:
+            # like stdio: a failed write (a full disk, /dev/full, EIO) loses the data and
+            # sets the stream's error flag; the program goes on and its exit status stays
+            self.broken = True
         finally:
             view.release()
             del self.buf[:n]
