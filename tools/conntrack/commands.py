@@ -188,6 +188,7 @@ class Printer:
         if self.closing and self.started:
             from ctnetlink.formats.xml import CLOSING
             self.ctx.out.write(CLOSING)
+            self.ctx.out.flush()  # the reference fflush()es after the closing tag
 
 
 # --- kernel-side filters -------------------------------------------------------------
@@ -804,6 +805,7 @@ def cmd_event(inv: Invocation, ctx: Context) -> int:
         sock.close()
     if xml and started:
         out.write(closing)
+        out.flush()
     return n
 
 
@@ -846,6 +848,7 @@ def cmd_exp_list(inv: Invocation, ctx: Context) -> int:
         ctx.out.write("".join(out))
         if xml:
             ctx.out.write("</expect>\n")
+            ctx.out.flush()  # as the reference: before the summary line
     return n
 
 
