@@ -42,15 +42,32 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _private_xtables(directory: str) -> None:
-    """In a private mount namespace, show ``directory`` as ``/etc/xtables`` (the label
-    map both programs read: ``/etc/xtables/connlabel.conf``)."""
+def _private_mounts() -> None:
+    """A private mount namespace for the calling (forked) process."""
     if _libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare")
     if _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+
+
+def _private_xtables(directory: str) -> None:
+    """Show ``directory`` as ``/etc/xtables`` (the label map both programs read:
+    ``/etc/xtables/connlabel.conf``)."""
     if _libc.mount(os.fsencode(directory), b"/etc/xtables", None, MS_BIND, None) != 0:
         raise OSError(ctypes.get_errno(), "mount --bind /etc/xtables")
+
+
+def _without_protocols(mnt: str) -> None:
+    """In the (already private) mount namespace: /etc without /etc/protocols."""
+    if _libc.mount(b"pyct", os.fsencode(mnt), b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount tmpfs")
+    upper, work = os.path.join(mnt, "upper"), os.path.join(mnt, "work")
+    os.mkdir(upper)
+    os.mkdir(work)
+    os.mknod(os.path.join(upper, "protocols"), 0o600 | 0o020000, 0)  # whiteout
+    opts = f"lowerdir=/etc,upperdir={upper},workdir={work}".encode()
+    if _libc.mount(b"pyct", b"/etc", b"overlay", 0, opts) != 0:
+        raise OSError(ctypes.get_errno(), "mount overlay /etc")
 
 
 def warm_up() -> None:
@@ -67,15 +84,24 @@ def _run_ours_in_child(argv: list[str]) -> int:
     """Body of a forked child: behave like ``python3 -m conntrack_tools.conntrack``."""
     from conntrack_tools.conntrack.main import main
 
-    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), errors="surrogateescape")
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), errors="surrogateescape")
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), errors="backslashreplace",
-                                  write_through=True)
+    def std(fd: int, mode: str, **kw):
+        try:  # like the interpreter at start-up: None for a closed descriptor
+            return io.TextIOWrapper(io.FileIO(fd, mode, closefd=False), **kw)
+        except OSError:
+            return None
+
+    sys.stdin = std(0, "r", errors="surrogateescape")
+    sys.stdout = std(1, "w", errors="surrogateescape")
+    sys.stderr = std(2, "w", errors="backslashreplace", write_through=True)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
     status = main(argv)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for f in (sys.stdout, sys.stderr):
+        if f is not None:
+            try:
+                f.flush()
+            except OSError:
+                pass
     return status
 
 
@@ -84,7 +110,13 @@ class Proc:
 
     def __init__(self, nsfd: int, which: str, args: list[str], stdin: bytes | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None,
-                 xtables: str | None = None, nobody: bool = False) -> None:
+                 xtables: str | None = None, nobody: bool = False, merge: bool = False,
+                 stdout: str | None = None, stderr: str | None = None,
+                 hide_protocols: str | None = None) -> None:
+        """``merge``: stderr goes to the stdout pipe (``2>&1``); ``stdout``/``stderr``:
+        ``"closed"`` (``>&-``), ``"full"`` (``>/dev/full``) or ``"broken"`` (a pipe whose
+        reader is gone: SIGPIPE); ``hide_protocols``: an empty directory on which the child
+        mounts the tmpfs that makes /etc/protocols disappear (overlay whiteout)."""
         self.which = which
         self.args = list(args)
         self.out = bytearray()
@@ -102,12 +134,30 @@ class Proc:
             code = 127
             try:
                 _setns(nsfd)
+                if xtables or hide_protocols:
+                    _private_mounts()
+                if hide_protocols:
+                    _without_protocols(hide_protocols)
                 if xtables:
                     _private_xtables(xtables)
                 os.dup2(r_in, 0)
                 os.dup2(w_out, 1)
-                os.dup2(w_err, 2)
+                os.dup2(w_out if merge else w_err, 2)
+                for fd, how in ((1, stdout), (2, stderr)):
+                    if how == "closed":
+                        os.close(fd)
+                    elif how == "full":
+                        full = os.open("/dev/full", os.O_WRONLY)
+                        os.dup2(full, fd)
+                        os.close(full)
+                    elif how == "broken":
+                        r, w = os.pipe()
+                        os.dup2(w, fd)
+                        os.close(r)
+                        os.close(w)
                 os.closerange(3, 1 << 16)
+                # as a shell or subprocess leaves it (Python itself ignores SIGPIPE)
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                 if cwd:
                     os.chdir(cwd)
                 if nobody:  # uid/gid 65534 without any capability
@@ -281,13 +331,13 @@ class Namespace:
         os.close(self.fd)
 
     def spawn(self, which: str, args: list[str], stdin: bytes | None = None,
-              env: dict[str, str] | None = None, nobody: bool = False) -> Proc:
-        return Proc(self.fd, which, args, stdin, env, self.cwd, self.xtables, nobody)
+              env: dict[str, str] | None = None, **kw) -> Proc:
+        """``kw``: the process options of :class:`Proc` (``nobody``, ``merge``, ...)."""
+        return Proc(self.fd, which, args, stdin, env, self.cwd, self.xtables, **kw)
 
     def run(self, which: str, args: list[str], stdin: bytes | None = None,
-            env: dict[str, str] | None = None, timeout: float = 20,
-            nobody: bool = False) -> Result:
-        return self.spawn(which, args, stdin, env, nobody).wait(timeout)
+            env: dict[str, str] | None = None, timeout: float = 20, **kw) -> Result:
+        return self.spawn(which, args, stdin, env, **kw).wait(timeout)
 
     def ref(self, *args: str, stdin: bytes | None = None, check: bool = False) -> Result:
         r = self.run("ref", list(args), stdin)
