@@ -12,7 +12,6 @@ formats come from the construct declarations in :mod:`ctnetlink.schema` (through
 from __future__ import annotations
 
 import ipaddress
-import operator
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
@@ -106,12 +105,18 @@ def maker(cls: type) -> Callable[..., Any]:
 class Shape:
     """A compiled message layout: struct, header check and builder."""
 
-    __slots__ = ("struct", "check", "expected", "build", "size", "leaves", "tree", "cache")
+    def matches(self, buf, off: int) -> bool:
+        """Whether the message at ``off`` (header included) has this layout."""
+        return _from_bytes(buf[off + 20:off + 20 + self.size], "little") & self.mask == self.expected
 
-    def __init__(self, st: struct.Struct, check, expected: tuple, build, leaves: dict,
+    __slots__ = ("struct", "mask", "expected", "build", "size", "leaves", "tree", "cache")
+
+    def __init__(self, st: struct.Struct, mask: int, expected: int, build, leaves: dict,
                  tree: list | None = None) -> None:
         self.struct = st
-        self.check = check
+        #: the message body read as a little-endian integer, masked with ``mask`` (the
+        #: attribute header bytes), equals ``expected`` exactly for this layout
+        self.mask = mask
         self.expected = expected
         self.build = build
         self.size = st.size
@@ -171,26 +176,29 @@ def _walk(buf, off: int, end: int, set_name: str | None, path: tuple, out: list,
 
 
 def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
-    """Compile the layout of the message body ``buf[body:end]``."""
+    """Compile the layout of the message body ``buf[body:end]``.
+
+    The struct unpacks only payloads (attribute headers are skipped); the headers are
+    checked at once by masking the body read as one integer: ``Shape.matches``."""
     out: list = []
     tree: list = []
     root = "ctattr_expect" if expect else "ctattr_type"
     _walk(buf, body, end, root, (), out, 0, tree, body)
     fmt = [">"]
-    hdr_idx: list[int] = []
-    expected: list[int] = []
     leaves: dict[tuple, tuple[int, str, int]] = {}
     raws: list[tuple[int, int]] = []
+    mask = bytearray(end - body)
     i = 0
+    pos = 0
     for entry in out:
         kind0 = entry[0]
         if kind0 == "pad":
             fmt.append(f"{entry[4]}x")
+            pos += entry[4]
             continue
-        fmt.append("I")
-        hdr_idx.append(i)
-        expected.append(entry[2])
-        i += 1
+        fmt.append("4x")  # the attribute header: checked through the mask
+        mask[pos:pos + 4] = b"\xff\xff\xff\xff"
+        pos += 4
         size, pad = entry[3], entry[4]
         if kind0 == "nest":
             continue
@@ -213,15 +221,17 @@ def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
                 fmt.append(code)
                 leaves[entry[1]] = (i, kind, n)
                 i += n
+        pos += size
         if pad:
             fmt.append(f"{pad}x")
+            pos += pad
     st = struct.Struct("".join(fmt))
-    if st.size != end - body:
+    if st.size != end - body or pos != end - body:
         raise NetlinkDecodeError("attribute layout does not cover the message", body)
-    check = operator.itemgetter(*hdr_idx) if len(hdr_idx) > 1 else (
-        (lambda v, _i=hdr_idx[0]: (v[_i],)) if hdr_idx else (lambda v: ()))
+    imask = int.from_bytes(mask, "little")
+    expected = int.from_bytes(buf[body:end], "little") & imask
     build = _make_builder(leaves, raws, expect)
-    return Shape(st, check, tuple(expected), build, leaves, tree)
+    return Shape(st, imask, expected, build, leaves, tree)
 
 
 def _value_expr(kind: str, idx: int, n: int) -> str:
@@ -294,16 +304,16 @@ class Decoder:
         self._shapes: dict[int, list[Shape]] = {}
 
     def shape(self, buf, off: int, ln: int) -> Shape:
-        body = off + 20
-        if ln < 20:
-            raise NetlinkDecodeError("truncated nfnetlink message", off)
+        """The (cached or newly compiled) layout of the message at ``buf[off:off+ln]``."""
+        if ln < 20 or off < 0 or off + ln > len(buf):
+            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
         cands = self._shapes.get(ln)
         if cands:
+            key = _from_bytes(buf[off + 20:off + ln], "little")
             for sh in cands:
-                v = sh.struct.unpack_from(buf, body)
-                if sh.check(v) == sh.expected:
+                if key & sh.mask == sh.expected:
                     return sh
-        sh = compile_shape(buf, body, off + ln, self.expect)
+        sh = compile_shape(buf, off + 20, off + ln, self.expect)
         if sum(len(c) for c in self._shapes.values()) > MAX_SHAPES:
             self._shapes.clear()
         self._shapes.setdefault(ln, []).append(sh)
@@ -311,30 +321,13 @@ class Decoder:
 
     def decode(self, buf, off: int, ln: int, family: int | None = None):
         """Decode the message at ``buf[off:off+ln]`` (header included)."""
-        if ln < 20 or off < 0 or off + ln > len(buf):
-            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
-        if family is None:
-            family = buf[off + 16]
-        cands = self._shapes.get(ln)
-        if cands:
-            for sh in cands:
-                v = sh.struct.unpack_from(buf, off + 20)
-                if sh.check(v) == sh.expected:
-                    return sh.build(v, family)
         sh = self.shape(buf, off, ln)
-        return sh.build(sh.struct.unpack_from(buf, off + 20), family)
+        return sh.build(sh.struct.unpack_from(buf, off + 20),
+                        buf[off + 16] if family is None else family)
 
     def values(self, buf, off: int, ln: int) -> tuple[Shape, tuple]:
         """(shape, raw values) of the message at ``buf[off:off+ln]`` without building
         the model object (formatters compiled per shape take the values directly)."""
-        if ln < 20 or off < 0 or off + ln > len(buf):
-            raise NetlinkDecodeError(f"bad netlink message length {ln}", off)
-        cands = self._shapes.get(ln)
-        if cands:
-            for sh in cands:
-                v = sh.struct.unpack_from(buf, off + 20)
-                if sh.check(v) == sh.expected:
-                    return sh, v
         sh = self.shape(buf, off, ln)
         return sh, sh.struct.unpack_from(buf, off + 20)
 
@@ -342,14 +335,14 @@ class Decoder:
         """A fast ``decode(buf, off, ln)`` closure for loops over many messages."""
         shapes = self._shapes
         slow = self.decode
+        fb = _from_bytes
 
         def decode(buf, off: int, ln: int):
             cands = shapes.get(ln)
-            if cands is not None:
+            if cands is not None and off + ln <= len(buf):
                 sh = cands[0]
-                v = sh.struct.unpack_from(buf, off + 20)
-                if sh.check(v) == sh.expected:
-                    return sh.build(v, buf[off + 16])
+                if fb(buf[off + 20:off + ln], "little") & sh.mask == sh.expected:
+                    return sh.build(sh.struct.unpack_from(buf, off + 20), buf[off + 16])
             return slow(buf, off, ln)
 
         return decode

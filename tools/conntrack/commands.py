@@ -325,14 +325,16 @@ def _list_lines(batch, decoder: Decoder, printer: Printer, kf: Filter | None,
     fmts = printer._by_shape
     finish = printer._finish
     bufsize = printer.bufsize
+    fb = int.from_bytes
     lines = []
     append = lines.append
     for buf, off, ln in batch:
         cands = shapes.get(ln)
         if cands is not None:
             sh = cands[0]
-            v = sh.struct.unpack_from(buf, off + 20)
-            if sh.check(v) != sh.expected:
+            if fb(buf[off + 20:off + ln], "little") & sh.mask == sh.expected:
+                v = sh.struct.unpack_from(buf, off + 20)
+            else:
                 sh, v = values(buf, off, ln)
         else:
             sh, v = values(buf, off, ln)
