@@ -3,8 +3,8 @@
 When stdout is not a terminal, glibc buffers it in blocks of the file's preferred size
 (``st_blksize``) and writes the last partial block at exit — after the summary line the
 tool prints to stderr. Scripts that merge both streams (``2>&1``) see that order, so
-:class:`Stdout` writes whole blocks as they fill and keeps the rest until
-:meth:`Stdout.finish`. Event mode flushes after every line (``fflush``), as does a
+:class:`Stdout` writes whole blocks as glibc does (a block once more data follows it)
+and keeps the rest until :meth:`Stdout.finish`. Event mode flushes after every line (``fflush``), as does a
 terminal (line buffering).
 """
 from __future__ import annotations
@@ -39,9 +39,12 @@ class Stdout:
         self.buf += text.encode("utf8", "surrogateescape")
         if self.line_buffered:
             self.flush()
-        elif len(self.buf) >= self.block:
-            cut = len(self.buf) - len(self.buf) % self.block
-            self._write(cut)
+        elif len(self.buf) > self.block:
+            # glibc fills the buffer and writes it out only when more data comes: after
+            # lines shorter than a block it holds 1..block bytes, never 0 (a full block
+            # stays buffered until the next line, or exit)
+            keep = (len(self.buf) - 1) % self.block + 1
+            self._write(len(self.buf) - keep)
 
     def flush(self) -> None:
         """Write everything buffered (``fflush``)."""
