@@ -14,7 +14,8 @@ numbers), ``type``/``code``/``id`` (icmp, icmpv6), ``zone``, ``packets``/``bytes
 ``mark``, ``secmark``, ``secctx``, ``zone``; ``start_ns``/``stop_ns`` (CTA_TIMESTAMP, ns
 since the epoch); ``helper``, ``use``, ``id``; ``labels`` {``names``: named set bits,
 ``bits``: all set bit numbers} when a label map is loaded; ``event_ns`` (kernel event
-timestamp, recent kernels). Built by the same layout compiler as the other formats, so
+timestamp, recent kernels); ``portid``/``progname`` (events caused by a process's request:
+the ``[USERSPACE]`` suffix of the text formats, added by ``conntrack -E``). Built by the same layout compiler as the other formats, so
 the Flow and shape paths give identical text.
 """
 from __future__ import annotations

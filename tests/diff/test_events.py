@@ -236,3 +236,44 @@ def test_events_were_seen(flow_results) -> None:
     assert any("[USERSPACE] portid=" in line and f"progname=" in line for line in lines)
     assert any(line.startswith("    [NEW] udp") and "USERSPACE" not in line for line in lines)
     assert os.getpid()
+
+
+def _json_text(obj: dict) -> str:
+    from test_roundtrip import json_to_text
+
+    line = json_to_text({k: v for k, v in obj.items() if k not in ("portid", "progname")})
+    if "portid" in obj:
+        line += f" [USERSPACE] portid={obj['portid']}"
+        if "progname" in obj:
+            line += f" progname={obj['progname']}"
+    return line
+
+
+def test_json_events(module_ns) -> None:
+    """Our ``-E -o json`` lines: valid against the schema, and the values of the
+    reference's ``-E -o extended,id,labels`` lines (same load, side by side)."""
+    import json
+
+    from ctnetlink.formats.json import validate
+
+    ns, runner = module_ns
+    procs = [runner.spawn("ref", ["-E", "-o", "extended,id,labels"]),
+             runner.spawn("ours", ["-E", "-o", "json,labels"])]
+    try:
+        for p in procs:
+            p.wait_listening(0x7)
+        with flow_load(ns):
+            wait_idle([(p, 0x7) for p in procs])
+        for p in procs:
+            p.signal()
+        ref, ours = (p.wait() for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    assert ours.err == ref.err and ours.status == ref.status == 0
+    objs = [json.loads(line) for line in ours.out.decode().splitlines()]
+    for obj in objs:
+        validate(obj)
+    made = "".join(_json_text(o) + "\n" for o in objs).encode()
+    assert_same(ref, type(ref)(ref.status, made, ref.err))
+
