@@ -112,11 +112,15 @@ class Proc:
                  env: dict[str, str] | None = None, cwd: str | None = None,
                  xtables: str | None = None, nobody: bool = False, merge: bool = False,
                  stdout: str | None = None, stderr: str | None = None,
-                 hide_protocols: str | None = None) -> None:
+                 hide_protocols: str | None = None, hide: tuple[str, ...] = (),
+                 binds: tuple[tuple[str, str], ...] = (), nofile: int | None = None) -> None:
         """``merge``: stderr goes to the stdout pipe (``2>&1``); ``stdout``/``stderr``:
         ``"closed"`` (``>&-``), ``"full"`` (``>/dev/full``) or ``"broken"`` (a pipe whose
         reader is gone: SIGPIPE); ``hide_protocols``: an empty directory on which the child
-        mounts the tmpfs that makes /etc/protocols disappear (overlay whiteout)."""
+        mounts the tmpfs that makes /etc/protocols disappear (overlay whiteout); ``hide``:
+        directories covered by an empty tmpfs (their files vanish); ``binds``: (source,
+        target) bind mounts (``("/dev/null", FILE)`` empties FILE); ``nofile``: the
+        RLIMIT_NOFILE of the program (3: no socket can be opened)."""
         self.which = which
         self.args = list(args)
         self.out = bytearray()
@@ -134,8 +138,14 @@ class Proc:
             code = 127
             try:
                 _setns(nsfd)
-                if xtables or hide_protocols:
+                if xtables or hide_protocols or hide or binds:
                     _private_mounts()
+                for src, dst in binds:
+                    if _libc.mount(os.fsencode(src), os.fsencode(dst), None, MS_BIND, None):
+                        raise OSError(ctypes.get_errno(), f"mount --bind {src} {dst}")
+                for d in hide:
+                    if _libc.mount(b"pyct", os.fsencode(d), b"tmpfs", 0, None) != 0:
+                        raise OSError(ctypes.get_errno(), f"mount tmpfs on {d}")
                 if hide_protocols:
                     _without_protocols(hide_protocols)
                 if xtables:
@@ -158,6 +168,9 @@ class Proc:
                 os.closerange(3, 1 << 16)
                 # as a shell or subprocess leaves it (Python itself ignores SIGPIPE)
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                if nofile is not None:
+                    import resource
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
                 if cwd:
                     os.chdir(cwd)
                 if nobody:  # uid/gid 65534 without any capability

@@ -56,6 +56,7 @@ class Context:
         self.err = err
         self.batch = batch
         self._modifier: NetlinkSocket | None = None
+        self._expect: NetlinkSocket | None = None
         self.decoder = Decoder(False)
         self.exp_decoder = Decoder(True)
 
@@ -63,16 +64,40 @@ class Context:
     def modifier(self) -> NetlinkSocket:
         """The second socket ``-D``/``-U`` send their per-entry requests on."""
         if self._modifier is None:
-            self._modifier = NetlinkSocket(rcvbuf=4 << 20)
+            try:
+                self._modifier = NetlinkSocket(rcvbuf=4 << 20)
+            except OSError as e:
+                self.warn(f"{socket_step(e)}: {strerror(e.errno or 0)}\n")
+                raise OtherProblem("Can't open handler") from None
         return self._modifier
+
+    @property
+    def expect_sock(self) -> NetlinkSocket:
+        """The socket of the expectation commands (the reference opens one with the old
+        query API, ``nfct_open``, which fails without a message of its own)."""
+        if self._expect is None:
+            try:
+                self._expect = NetlinkSocket()
+            except OSError:
+                raise OtherProblem("Can't open handler") from None
+        return self._expect
 
     def warn(self, text: str) -> None:
         self.err.write(text)
         self.err.flush()
 
     def close(self) -> None:
-        if self._modifier is not None:
-            self._modifier.close()
+        for sock in (self._modifier, self._expect):
+            if sock is not None:
+                sock.close()
+
+
+def socket_step(e: OSError) -> str:
+    """Which libmnl call a failure to open and bind a netlink socket belongs to, for the
+    reference's perror() line: binding fails with EPERM (groups without CAP_NET_ADMIN)
+    or EADDRINUSE/EINVAL, everything else is socket() (EMFILE, ENFILE, ENOBUFS...)."""
+    return ("mnl_socket_bind" if e.errno in (E.EPERM, E.EADDRINUSE, E.EINVAL)
+            else "mnl_socket_open")
 
 
 def failed(code: int, command: Command | None) -> OtherProblem:
@@ -697,7 +722,7 @@ def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
     except OSError as e:
         if inv.command == Command.EXP_EVENT:  # nfct_open() of the old API: no perror
             raise OtherProblem("Can't open handler") from None
-        ctx.warn(f"mnl_socket_bind: {strerror(e.errno or 0)}\n")
+        ctx.warn(f"{socket_step(e)}: {strerror(e.errno or 0)}\n")
         raise OtherProblem("Can't open netlink socket") from None
     size = inv.buffer_size
     try:
@@ -839,7 +864,7 @@ def cmd_exp_list(inv: Invocation, ctx: Context) -> int:
     n = 0
     out = []
     try:
-        for buf, off, ln in ctx.main.dump(msg):
+        for buf, off, ln in ctx.expect_sock.dump(msg):
             out.append(line(ctx.exp_decoder.decode(buf, off, ln)) + "\n")
             n += 1
     except NetlinkError as e:
@@ -860,7 +885,8 @@ def cmd_exp_get(inv: Invocation, ctx: Context) -> int:
     msg = build_nfnl(K.IPCTNL_MSG_EXP_GET, NLM_F_REQUEST | NLM_F_ACK, inv.family, attrs, 0)
     got = []
     try:
-        ctx.main.request(msg, on_data=lambda b, o, n: got.append(ctx.exp_decoder.decode(b, o, n)))
+        ctx.expect_sock.request(
+            msg, on_data=lambda b, o, n: got.append(ctx.exp_decoder.decode(b, o, n)))
     except NetlinkError as e:
         raise failed(e.errno, Command.EXP_GET) from None
     for exp in got:
@@ -872,7 +898,7 @@ def cmd_exp_delete(inv: Invocation, ctx: Context) -> int:
     attrs = nla_nest(2, encode_tuple(expect_key(inv), inv.family))
     msg = build_nfnl(K.IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, inv.family, attrs, 0)
     try:
-        ctx.main.request(msg)
+        ctx.expect_sock.request(msg)
     except NetlinkError as e:
         raise failed(e.errno, Command.EXP_DELETE) from None
     return 0
@@ -883,7 +909,7 @@ def cmd_exp_create(inv: Invocation, ctx: Context) -> int:
     flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
     msg = build_nfnl(K.IPCTNL_MSG_EXP_NEW, flags, inv.family, encode_expect(exp), 0)
     try:
-        ctx.main.request(msg)
+        ctx.expect_sock.request(msg)
     except NetlinkError as e:
         raise failed(e.errno, Command.EXP_CREATE) from None
     return 1
@@ -891,7 +917,7 @@ def cmd_exp_create(inv: Invocation, ctx: Context) -> int:
 
 def cmd_exp_flush(inv: Invocation, ctx: Context) -> int:
     msg = build_nfnl(K.IPCTNL_MSG_EXP_DELETE, NLM_F_REQUEST | NLM_F_ACK, 2, b"", 0)
-    err = _try(ctx.main, msg)
+    err = _try(ctx.expect_sock, msg)
     ctx.warn(PREFIX + "expectation table has been emptied.\n")
     if err is not None:
         raise failed(err, Command.EXP_FLUSH)
@@ -902,7 +928,7 @@ def cmd_exp_count(inv: Invocation, ctx: Context) -> int:
     msg = build_nfnl(K.IPCTNL_MSG_EXP_GET, NLM_F_REQUEST | NLM_F_DUMP, 2, b"", 0)
     n = 0
     try:
-        for _ in ctx.main.dump(msg):
+        for _ in ctx.expect_sock.dump(msg):
             n += 1
     except NetlinkError as e:
         ctx.out.write(f"{n}\n")
