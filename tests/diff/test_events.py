@@ -277,3 +277,45 @@ def test_json_events(module_ns) -> None:
     made = "".join(_json_text(o) + "\n" for o in objs).encode()
     assert_same(ref, type(ref)(ref.status, made, ref.err))
 
+
+
+def test_overrun_warning(module_ns) -> None:
+    """A burst larger than the receive buffer: both print the ENOBUFS warning and go on;
+    ours adds how many events were lost (docs/compatibility.md). Ours gets the small
+    buffer through -b (ours applies it to the event socket; the reference's default
+    buffer is small anyway)."""
+    from ctnetlink.client import Conntrack
+    from ctnetlink.model import Flow, Tuple
+
+    ns, runner = module_ns
+    procs = [runner.spawn("ref", ["-E", "-e", "NEW"]),
+             runner.spawn("ours", ["-E", "-e", "NEW", "-b", "50000"])]
+    try:
+        for p in procs:
+            p.wait_listening(0x1)
+        tuples = [Tuple(f"10.9.{i // 250}.{i % 250 + 1}", "10.8.0.1", 17, 1000 + i, 53)
+                  for i in range(5000)]
+        flows = [Flow(family=2, orig=t, reply=t.reversed(), timeout=60) for t in tuples]
+        with ns.enter():
+            ct = Conntrack()
+        with ct:
+            errors = ct.create_many(flows)
+            assert not any(errors)
+            wait_idle([(p, 0x1) for p in procs])
+            ct.flush()
+        for p in procs:
+            p.signal()
+        ref, ours = (p.wait() for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    warning = (b"WARNING: We have hit ENOBUFS! We are losing events.\n"
+               b"This message means that the current netlink socket buffer size is too small.\n"
+               b"Please, check --buffer-size in conntrack(8) manpage.\n")
+    for r in (ref, ours):
+        assert r.status == 0 and warning in r.err
+        shown = int(r.err.rsplit(b"): ", 1)[1].split()[0])
+        assert shown == len(r.out.splitlines()) < 5000
+    assert ours.err.startswith(b"NOTICE: Netlink socket buffer size has been set to 100000 bytes.\n"
+                               + warning + b"WARNING: ")
+    assert b" events have been lost.\n" in ours.err
