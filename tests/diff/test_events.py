@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import time
 
@@ -299,7 +300,11 @@ def test_overrun_warning(module_ns) -> None:
         with ns.enter():
             ct = Conntrack()
         with ct:
+            for p in procs:  # not reading while the burst comes: the overrun is certain
+                p.signal(signal.SIGSTOP)
             errors = ct.create_many(flows)
+            for p in procs:
+                p.signal(signal.SIGCONT)
             assert not any(errors)
             wait_idle([(p, 0x1) for p in procs])
             ct.flush()
