@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from nfnl.codec import nla, nla_nest, nla_string, nla_u8, nla_u16, nla_u32
+from nfnl.codec import nla, nla_nest, nla_string, nla_u8, nla_u16, nla_u32, nla_u64
 from nfnl.constants import NLA_F_NESTED
 from nfnl.message import build_nfnl
 
@@ -145,41 +145,25 @@ def encode_flow(flow: Flow, *, nat_port_protos: frozenset[int] | None = None) ->
     return b"".join(out)
 
 
+_PUT = {"u8": nla_u8, "u32": nla_u32, "u64": nla_u64, "raw": lambda t, v: nla(t, bytes(v))}
+_PROTOINFO = (  # (model slot, nest type, ((field, attribute type, encoding), ...)), in
+    # libnetfilter_conntrack's order (TCP flags before window scales, unlike the kernel)
+    ("tcp", 1, (("state", 1, "u8"), ("flags_orig", 4, "raw"), ("flags_reply", 5, "raw"),
+                ("wscale_orig", 2, "u8"), ("wscale_reply", 3, "u8"))),
+    ("sctp", 3, (("state", 1, "u8"), ("vtag_orig", 2, "u32"), ("vtag_reply", 3, "u32"))),
+    ("dccp", 2, (("state", 1, "u8"), ("role", 2, "u8"), ("handshake_seq", 3, "u64"))),
+)
+
+
 def _protoinfo(flow: Flow) -> bytes:
-    if flow.tcp is not None:
-        t = flow.tcp
-        parts = []
-        if t.state is not None:
-            parts.append(nla_u8(1, t.state))
-        if t.flags_orig is not None:
-            parts.append(nla(4, bytes(t.flags_orig)))
-        if t.flags_reply is not None:
-            parts.append(nla(5, bytes(t.flags_reply)))
-        if t.wscale_orig is not None:
-            parts.append(nla_u8(2, t.wscale_orig))
-        if t.wscale_reply is not None:
-            parts.append(nla_u8(3, t.wscale_reply))
-        return nla_nest(1, *parts) if parts else b""
-    if flow.sctp is not None:
-        s = flow.sctp
-        parts = []
-        if s.state is not None:
-            parts.append(nla_u8(1, s.state))
-        if s.vtag_orig is not None:
-            parts.append(nla_u32(2, s.vtag_orig))
-        if s.vtag_reply is not None:
-            parts.append(nla_u32(3, s.vtag_reply))
-        return nla_nest(3, *parts) if parts else b""
-    if flow.dccp is not None:
-        d = flow.dccp
-        parts = []
-        if d.state is not None:
-            parts.append(nla_u8(1, d.state))
-        if d.role is not None:
-            parts.append(nla_u8(2, d.role))
-        if d.handshake_seq is not None:
-            parts.append(nla(3, struct.pack(">Q", d.handshake_seq)))
-        return nla_nest(2, *parts) if parts else b""
+    """The content of CTA_PROTOINFO: the first of tcp/sctp/dccp that is set."""
+    for slot, nest, fields in _PROTOINFO:
+        info = getattr(flow, slot)
+        if info is None:
+            continue
+        parts = [_PUT[enc](atype, v) for name, atype, enc in fields
+                 if (v := getattr(info, name)) is not None]
+        return nla_nest(nest, *parts) if parts else b""
     return b""
 
 

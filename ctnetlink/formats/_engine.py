@@ -136,6 +136,16 @@ def label_bits(labels: int | bytes) -> list[int]:
     return out
 
 
+def sec_usec(clock: Callable[[], float] | None = None) -> tuple[int, int]:
+    """The current time (or ``clock()``) as whole seconds and microseconds."""
+    if clock is None:
+        ns = time.time_ns()
+        return ns // 1_000_000_000, ns % 1_000_000_000 // 1000
+    t = clock()
+    sec = int(t)
+    return sec, int((t - sec) * 1_000_000)
+
+
 class LabelMap:
     """A connlabel map (bit number -> name), hashable by content.
 

@@ -8,7 +8,6 @@ is present and its layer-4 part by its own protocol number.
 """
 from __future__ import annotations
 
-import time
 
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
@@ -17,7 +16,7 @@ if TYPE_CHECKING:
 from ..constants import NF_CT_EXPECT_INACTIVE, NF_CT_EXPECT_PERMANENT, NF_CT_EXPECT_USERSPACE
 from ..model import Expect, Tuple
 from ._engine import (
-    ADDR4_INT, ADDR6_INT, GRE, ICMP_PROTOS, NS, PORT_PROTOS, l3_name, l4_name,
+    ADDR4_INT, ADDR6_INT, GRE, ICMP_PROTOS, PORT_PROTOS, l3_name, l4_name, sec_usec,
 )
 from .text import EVENT_PREFIX
 from .xml import when
@@ -91,12 +90,8 @@ def timestamp_prefix(sec: int, usec: int) -> str:
 
 
 def timestamp_prefix_now(clock: Callable[[], float] | None = None) -> str:
-    if clock is None:
-        ns = time.time_ns()
-        return timestamp_prefix(ns // NS, ns % NS // 1000)
-    t = clock()
-    sec = int(t)
-    return timestamp_prefix(sec, int((t - sec) * 1_000_000))
+    """The §9.1 prefix for the current time."""
+    return timestamp_prefix(*sec_usec(clock))
 
 
 def _xml_addrs(t: Tuple | None, fam: int) -> str:

@@ -173,12 +173,7 @@ def timestamp_prefix(sec: int, usec: int) -> str:
 
 def timestamp_prefix_now(clock: Callable[[], float] | None = None) -> str:
     """The §8.2 prefix for the current time (``gettimeofday``)."""
-    if clock is None:
-        ns = time.time_ns()
-        return timestamp_prefix(ns // NS, ns % NS // 1000)
-    t = clock()
-    sec = int(t)
-    return timestamp_prefix(sec, int((t - sec) * 1_000_000))
+    return timestamp_prefix(*E.sec_usec(clock))
 
 
 def timestamp_prefix_ns(ns: int) -> str:
