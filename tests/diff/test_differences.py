@@ -135,3 +135,28 @@ def test_buffer_size_notice(rich) -> None:
     assert_same(ref, ours)
     assert ours.err.startswith(b"NOTICE: Netlink socket buffer size has been set to 600000 bytes.\n")
 
+
+
+def test_capture_changes_nothing_else(rich, workdir) -> None:
+    """``--capture FILE`` (ours only): the same output as without, and the file holds
+    the whole netlink conversation."""
+    from nfnl.pcap import read_pcap
+
+    _, runner, _ = rich
+    path = workdir / "capture.pcap"
+    plain = runner.ours("-L", "-p", "udp", "-o", "extended")
+    captured = runner.ours("-L", "-p", "udp", "--capture", str(path), "-o", "extended")
+    assert_same(plain, captured)
+    assert same_output(runner.ref("-L", "-p", "udp", "-o", "extended").out, captured.out,
+                       unordered=True)
+    packets = list(read_pcap(str(path)))
+    assert {p.direction for p in packets} == {"sent", "received"}
+    assert len(packets) >= 3
+
+
+def test_version_names_the_implementation(rich) -> None:
+    _, runner, _ = rich
+    ref = runner.ref("-V")
+    assert_same(ref, runner.ours("-V"))
+    named = runner.run("ours", ["-V"], env={"CONNTRACK_IMPLEMENTATION": "1"})
+    assert named.out.startswith(ref.out) and named.out.count(b"\n") == 2

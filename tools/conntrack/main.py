@@ -72,6 +72,17 @@ class _Stderr:
                 pass
 
 
+def _implementation_line() -> str:
+    """``-V`` with ``CONNTRACK_IMPLEMENTATION`` set: which implementation this is."""
+    try:
+        from importlib.metadata import version
+
+        ours = version("pyconntrack")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        ours = "unknown"
+    return f"{IMPLEMENTATION} {ours} (pure-Python conntrack-tools)\n"
+
+
 def _version(out) -> None:
     from .usage import version_text
 
@@ -152,9 +163,11 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
         if isinstance(parsed, Batch):
             ctx.batch = True
             return run_batch(parsed, ctx)
+        status = run_invocation(parsed, ctx)
         if parsed.command == Command.VERSION and os.environ.get("CONNTRACK_IMPLEMENTATION"):
-            out.write(f"{IMPLEMENTATION} (pure-Python conntrack-tools)\n")
-        return run_invocation(parsed, ctx)
+            # after the reference's line, so that `conntrack -V | head -1` stays the same
+            out.write(_implementation_line())
+        return status
     except CliError as e:
         err.write(e.text)
         return e.status
