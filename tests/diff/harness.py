@@ -419,8 +419,8 @@ def normalize(data: bytes, *, ids: bool = False, progname: bool = False) -> Norm
     # event and -o timestamp times: digits become D (widths and padding still compared)
     text = EVENT_TIME.sub(_time_style, text)
     text = XML_WHEN.sub(_digits, text)
-    if progname:
-        text = PROGNAME.sub(" progname=*", text)
+    if progname:  # the process that caused an event may be gone when a listener looks
+        text = PROGNAME.sub("", text)
 
     def sub(rx: re.Pattern, t: str) -> str:
         def repl(m: re.Match) -> str:

@@ -23,6 +23,9 @@ LONG = 86400
 SYSCTLS = {
     "net.netfilter.nf_conntrack_acct": 1,
     "net.netfilter.nf_conntrack_timestamp": 1,
+    # every entry gets the event extension (the default, 2, gives it only to entries
+    # created while a listener exists: later changes of older entries send no event)
+    "net.netfilter.nf_conntrack_events": 1,
     "net.netfilter.nf_conntrack_udp_timeout": LONG,
     "net.netfilter.nf_conntrack_udp_timeout_stream": LONG,
     "net.netfilter.nf_conntrack_icmp_timeout": LONG,
