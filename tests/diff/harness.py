@@ -387,17 +387,22 @@ def _digits(m: re.Match) -> str:
 
 
 def _time_style(m: re.Match) -> str:
-    """``[SEC.USEC]`` -> its printf style: ``%.6ld`` zero padded (conntrack events) or
-    ``%-6ld`` left aligned (expectations); anything else stays as it is."""
-    sec, usec = m.group(0)[1:-2].split(".")
-    if not sec.isdigit() or len(usec) != 6:
+    """``[SEC.USEC]`` -> ``[TIME]`` when it has the reference's layout: zero-padded
+    microseconds for conntrack events (``%.6ld``), left-aligned space-padded ones for
+    expectations (``%-6ld``, recognised by the ``proto=`` that follows); anything else
+    stays as it is (and so differs)."""
+    stamp = m.group(0)[:-1]
+    sec, usec = stamp[1:-1].split(".")
+    rest = m.string[m.end():m.string.find("\n", m.end())]
+    expectation = " proto=" in rest[:30]
+    if not sec.isdigit() or len(sec) < 8 or len(usec) != 6:
         return m.group(0)
-    if usec.isdigit():
-        return "[SEC.USEC]\t"
-    digits = usec.rstrip(" ")
-    if digits.isdigit() and not digits.startswith("0") or digits == "0":
-        return "[SEC.USEC-left]\t"
-    return m.group(0)
+    if expectation:
+        digits = usec.rstrip(" ")
+        ok = digits.isdigit() and (digits == "0" or not digits.startswith("0"))
+    else:
+        ok = usec.isdigit()
+    return "[TIME]\t" if ok else m.group(0)
 
 
 @dataclass

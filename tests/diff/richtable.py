@@ -20,6 +20,7 @@ from helpers.ftp import FtpServer, Session
 from helpers.netns import NetNS
 
 LONG = 86400
+TFTP_RRQ = b"\x00\x01boot.img\x00octet\x00"
 SYSCTLS = {
     "net.netfilter.nf_conntrack_acct": 1,
     "net.netfilter.nf_conntrack_timestamp": 1,
@@ -40,6 +41,9 @@ table inet pyct_diff {
     ct helper ftp-standard {
         type "ftp" protocol tcp
     }
+    ct helper tftp-standard {
+        type "tftp" protocol udp
+    }
     chain raw_out {
         type filter hook output priority raw; policy accept;
         udp dport 9005 ct zone set 7
@@ -48,6 +52,7 @@ table inet pyct_diff {
     chain out {
         type filter hook output priority filter; policy accept;
         tcp dport 21 ct helper set "ftp-standard"
+        udp dport 69 ct helper set "tftp-standard"
         udp dport 9003 ct label set 2
         udp dport 9003 ct label set 40
         udp dport 9004 ct mark set 0x42
@@ -152,9 +157,11 @@ class RichTable:
     sockets: list[socket.socket] = field(default_factory=list)
     master: tuple[str, int] | None = None
     """(address, client port) of the FTP control connection with the ``-I expect`` one."""
+    tftp: list[socket.socket] = field(default_factory=list)
+    """TFTP clients whose read request left an expectation (UDP, IPv4 and IPv6)."""
 
     def close(self) -> None:
-        for s in self.sockets:
+        for s in self.sockets + self.tftp:
             s.close()
         if self.ftp is not None:
             self.ftp.close()
@@ -209,6 +216,12 @@ def traffic(rt: RichTable) -> None:
     rt.sessions.append(rt.ftp.session(v4, "PORT"))
     rt.sessions.append(rt.ftp.session(v6, "EPSV"))
     rt.sessions.append(rt.ftp.session(v4, "PASV"))
+    # TFTP read requests: the tftp helper expects the server's answer (UDP expectations)
+    for fam, addr in ((v4, "127.0.0.1"), (v6, "::1")):
+        c = socket.socket(fam, socket.SOCK_DGRAM)
+        c.bind((addr, 6900))
+        c.sendto(TFTP_RRQ, (addr, 69))
+        rt.tftp.append(c)
     # a control connection without any command: master of the -I expect expectation
     cli = socket.create_connection(("127.0.0.1", 21), timeout=5)
     srv, _ = rt.ftp.listeners[v4].accept()
@@ -284,6 +297,8 @@ def rearm(rt: RichTable, runner) -> None:
                "--dport", "1700", "--reply-port-src", "1700", "--reply-port-dst", "1600")
     runner.ref(*user_expectation(rt), check=True)
 
+    for c in rt.tftp:
+        c.sendto(TFTP_RRQ, (c.getsockname()[0], 69))
     for s in rt.sessions:
         hi, lo = divmod(s.data_port, 256)
         if s.mode == "PORT":

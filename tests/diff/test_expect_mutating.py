@@ -16,6 +16,7 @@ import socket
 import pytest
 
 from harness import assert_same, sorted_lines
+from richtable import TFTP_RRQ
 
 MASK4 = "--mask-src 255.255.255.255 --mask-dst 255.255.255.255"
 MASK6 = ("--mask-src ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
@@ -33,6 +34,8 @@ class Ftp:
             self.v6 = self.server.session(socket.AF_INET6, "EPSV")
             self.bare_cli = socket.create_connection(("127.0.0.1", 21), timeout=5)
             self.bare_srv, _ = self.server.listeners[socket.AF_INET].accept()
+            self.tftp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.tftp.bind(("127.0.0.1", 6901))
 
     @property
     def ports(self) -> dict[str, int]:
@@ -49,11 +52,13 @@ class Ftp:
         hi, lo = divmod(self.v4.data_port, 256)
         _say(self.v4.client, self.v4.server, f"PORT 127,0,0,1,{hi},{lo}\r\n".encode())
         _say(self.v4.server, self.v4.client, b"200 PORT command successful\r\n")
+        self.tftp.sendto(TFTP_RRQ, ("127.0.0.1", 69))
         _say(self.v6.client, self.v6.server, b"EPSV\r\n")
         _say(self.v6.server, self.v6.client,
              f"229 Entering Extended Passive Mode (|||{self.v6.data_port}|)\r\n".encode())
 
     def close(self) -> None:
+        self.tftp.close()
         self.bare_cli.close()
         self.bare_srv.close()
         self.server.close()
@@ -119,6 +124,15 @@ CASES = [
     create("127.0.0.1", "bare", (1600, 1700)).replace("-t 100", "-t 0"),
     create("127.0.0.1", "bare", (1600, 1700)).replace("--tuple-src 127.0.0.1",
                                                       "--tuple-src 127.0.0.0/8"),
+    "-D expect -s 127.0.0.1 -d 127.0.0.1 -p udp --sport 0 --dport 6901 --reply-port-src 0 "
+    "--reply-port-dst 0",
+    # (clashes with the helper's expectation: EEXIST, "File exists")
+    "-I expect -s 127.0.0.1 -d 127.0.0.1 -p udp --sport 6901 --dport 69 --tuple-src 127.0.0.1 "
+    f"--tuple-dst 127.0.0.1 --tuple-port-src 7000 --tuple-port-dst 6901 {MASK4} "
+    "--mask-port-src 0 --mask-port-dst 65535 -t 100",
+    "-I expect -s 127.0.0.1 -d 127.0.0.1 -p udp --sport 6901 --dport 69 --tuple-src 127.0.0.1 "
+    f"--tuple-dst 127.0.0.1 --tuple-port-src 7000 --tuple-port-dst 6999 {MASK4} "
+    "--mask-port-src 65535 --mask-port-dst 65535 -t 100",
     create("127.0.0.1", "p4", (1600, 1700)).replace("{p4}", "9"),  # master not found
     create("127.0.0.2", "bare", (1600, 1700)),                       # master not found
 ]

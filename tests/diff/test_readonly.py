@@ -164,7 +164,11 @@ EXPECT_CASES = [
     "--reply-port-dst 1",
     "-D expect -s 127.0.0.1 -d 127.0.0.1 -p udp --sport 1 --dport 2 --reply-port-src 2 "
     "--reply-port-dst 1",
-    "-C expect", "-S expect",
+    "-G expect -s 127.0.0.1 -d 127.0.0.1 -p udp --sport 0 --dport 6900 --reply-port-src 0 "
+    "--reply-port-dst 0",
+    "-G expect -s ::1 -d ::1 -p udp --sport 0 --dport 6900 --reply-port-src 0 "
+    "--reply-port-dst 0 -o xml",
+    "-L expect -o xml -f ipv6", "-C expect", "-S expect",
 ]
 
 
