@@ -38,7 +38,8 @@ FLOW_OPTIONS = [
     ["--orig-zone", "4"], ["--reply-zone", "6"], ["-n"], ["-g"], ["-j"], ["-l", "eth0-in"],
     ["-c", "5"], ["-s", "10.0.0.0/8"], ["-s", "10.1.0.1", "--mask-src", "255.255.0.0"],
     ["-r", "127.0.0.1", "-p", "udp"], ["-p", "sctp", "--state", "ESTABLISHED"],
-    ["-b", "100000"], ["-o", "labels", "-e", "UPDATES"],
+    ["-b", "100000"], ["-o", "labels", "-e", "UPDATES"], ["-g", "127.0.0.1:9001"],
+    ["-j", "-o", "save"], ["-d", "127.0.0.5", "-o", "xml"], ["-n", "-g"],
 ]
 EXPECT_OPTIONS = [[], ["-o", "xml"], ["-o", "timestamp"], ["-o", "xml,timestamp"],
                   ["-o", "extended,id"], ["-o", "save"]]
@@ -155,6 +156,18 @@ def flow_load(ns):
 
 
 def _udp_and_ping() -> None:
+    # through the DNAT rule of richtable.RULESET: 127.0.0.5:9000 -> 127.0.0.1:9001
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 9001))
+    cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cli.settimeout(5)
+    srv.settimeout(5)
+    cli.sendto(b"nat", ("127.0.0.5", 9000))
+    _, peer = srv.recvfrom(100)
+    srv.sendto(b"tan", peer)
+    cli.recvfrom(100)
+    srv.close()
+    cli.close()
     for fam, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         srv = socket.socket(fam, socket.SOCK_DGRAM)
         srv.bind((addr, 0))
