@@ -8,7 +8,8 @@ runs :func:`conntrack_tools.conntrack.main.main` in the forked child of the alre
 warmed-up test process (a fresh process in every respect that matters — own pid, netlink
 port id, fds 0/1/2, signal dispositions — without paying the interpreter start-up for
 each of hundreds of command lines). ``PYCT_DIFF_EXEC=1`` runs ours as
-``python3 -m conntrack_tools.conntrack`` instead.
+``python3 -m conntrack_tools.conntrack`` instead (a check of the real start-up path; the
+unprivileged cases then need an interpreter that uid 65534 can run).
 
 :func:`normalize` removes only what legitimately changes between two runs over the same
 kernel state (remaining timeouts, ``delta-time``, event timestamps); the numbers taken

@@ -190,12 +190,35 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
         err.flush()
 
 
+def program_name(argv0: str) -> str:
+    """``argv[0]`` as the user most likely typed it (the ``Usage:`` line shows it).
+
+    The kernel hands a script's interpreter the script's path, not the typed name: a
+    console script found on PATH gets ``/usr/local/bin/conntrack`` where the C tool
+    run as ``conntrack`` sees ``conntrack``. When a PATH lookup of the base name finds
+    this very file, the base name is what was typed (almost always); ``python -m`` runs
+    show the program name."""
+    base = os.path.basename(argv0)
+    if base == "__main__.py":
+        return "conntrack"
+    if os.sep in argv0:
+        import shutil
+
+        found = shutil.which(base)
+        try:
+            if found is not None and os.path.samefile(found, argv0):
+                return base
+        except OSError:
+            pass
+    return argv0
+
+
 def console() -> None:
     """Entry point of the ``conntrack`` console script."""
     # die by SIGPIPE/SIGINT like the C tool (-E installs its own SIGINT/SIGTERM handler)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    status = main()
+    status = main([program_name(sys.argv[0])] + sys.argv[1:])
     if sys.stdout is not None:  # None when started with fd 1 closed
         try:
             sys.stdout.flush()
