@@ -1,6 +1,6 @@
 """Replay of real kernel messages against the reference tool's output (no root needed).
 
-``data/formats_kernel.json`` was recorded by ``test_formats_capture.py`` in a private
+``data/formats_kernel.json`` was recorded by ``tests/helpers/capture_formats.py`` (run it as root to re-record) in a private
 network namespace: the conntrack table, expectations, statistics and events as raw
 netlink messages, and what ``/usr/sbin/conntrack`` 1.4.7 printed for the same table with
 each output option. Every entry is formatted through both paths (Flow objects and the

@@ -1,15 +1,13 @@
 """Capture real kernel messages and the reference tool's output for the format tests.
 
-Run as root: ``python3 tests/unit/test_formats_capture.py`` (optionally ``--keep``).
+Run as root: ``python3 tests/helpers/capture_formats.py``.
 Everything happens in a private network namespace ``fmtcap``: entries are created with
 the reference ``conntrack -I``, real traffic runs over ``lo`` (UDP, TCP, ICMP and an
 FTP-style PASV reply for an expectation), then the table is dumped twice: once with our
 raw netlink socket (messages kept as hex) and once by ``/usr/sbin/conntrack`` with each
 output option. Events are recorded the same way. The result is written to
 ``tests/unit/data/formats_kernel.json`` which ``test_formats_kernel.py`` replays without
-root. The label map used is stored in the file as well. Under pytest the capture runs
-only with ``FORMATS_CAPTURE=1`` (and root), into a temporary file, and is compared the
-same way.
+root. The label map used is stored in the file as well.
 """
 from __future__ import annotations
 
@@ -22,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).resolve().parent / "data" / "formats_kernel.json"
+DATA = ROOT / "tests" / "unit" / "data" / "formats_kernel.json"
 NETNS = "fmtcap"
 CONNTRACK = "/usr/sbin/conntrack"
 LABEL_CONF = Path("/etc/xtables/connlabel.conf")
@@ -241,16 +237,6 @@ def capture(out_path: Path) -> dict:
         sh(f"ip netns del {NETNS}", check=False)
         if created_label_conf:
             print(f"note: created {LABEL_CONF} (left in place for later captures)", file=sys.stderr)
-
-
-@pytest.mark.skipif(os.environ.get("FORMATS_CAPTURE") != "1" or os.geteuid() != 0,
-                    reason="live capture needs root and FORMATS_CAPTURE=1")
-def test_live_capture(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import test_formats_kernel as K
-
-    data = capture(tmp_path / "live.json")
-    K.check_all(data)
 
 
 if __name__ == "__main__":
