@@ -39,10 +39,6 @@ except ModuleNotFoundError:  # source checkout without `pip install -e .`
     from tools.conntrack.usage import help_for, version_text  # type: ignore[no-redef]
 
 REFERENCE = "/usr/sbin/conntrack"
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
-    pytest.mark.skipif(not os.path.exists(REFERENCE), reason="reference conntrack missing"),
-]
 
 LABELS = b"0 eth0-in\n1 eth1-in\n2 web\n5 high\n"
 NO_LABELS = None            # no connlabel.conf at all

@@ -20,7 +20,6 @@ from nfnl.pcap import read_pcap
 
 from conntrack_tools.fixture.strace import Recording, TracedDatagram, record
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 REF = "/usr/sbin/conntrack"  # the reference tool (ours may shadow `conntrack` on PATH)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
