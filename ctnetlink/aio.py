@@ -84,7 +84,7 @@ class AsyncConntrack:
                     yield flow
 
     def events(
-        self, groups: int = K.Group.CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
+        self, groups: int = K.NL_GROUPS_CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
         family: int | None = None,
     ) -> AsyncIterator[Event]:
         """Like :meth:`Conntrack.events` (subscribed as soon as this is called);

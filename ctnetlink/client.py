@@ -293,7 +293,7 @@ class Conntrack:
 
     # --- events -----------------------------------------------------------------------
     def events(
-        self, groups: int = K.Group.CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
+        self, groups: int = K.NL_GROUPS_CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
         family: int | None = None, on_overrun: Callable[[int], None] | None = None,
         sock: NetlinkSocket | None = None,
     ) -> Iterator[Event]:
@@ -450,9 +450,9 @@ def _family_of(flow: Flow) -> int:
 
 
 def _confirmed(flow: Flow) -> Flow:
-    if flow.status is None or flow.status & K.Status.CONFIRMED:
+    if flow.status is None or flow.status & K.IPS_CONFIRMED:
         return flow
-    return flow.copy(status=flow.status | K.Status.CONFIRMED)
+    return flow.copy(status=flow.status | K.IPS_CONFIRMED)
 
 
 def _delete_key(flow: Flow) -> Flow:

@@ -5,28 +5,9 @@ reference ``conntrack`` tool prints for them.
 """
 from __future__ import annotations
 
-import enum
 
 NFNL_SUBSYS_CTNETLINK = 1
 NFNL_SUBSYS_CTNETLINK_EXP = 2
-
-
-class CtMsg(enum.IntEnum):
-    NEW = 0
-    GET = 1
-    DELETE = 2
-    GET_CTRZERO = 3
-    GET_STATS_CPU = 4
-    GET_STATS = 5
-    GET_DYING = 6
-    GET_UNCONFIRMED = 7
-
-
-class ExpMsg(enum.IntEnum):
-    NEW = 0
-    GET = 1
-    DELETE = 2
-    GET_STATS_CPU = 3
 
 
 IPCTNL_MSG_CT_NEW = 0x100
@@ -43,85 +24,12 @@ IPCTNL_MSG_EXP_DELETE = 0x202
 IPCTNL_MSG_EXP_GET_STATS_CPU = 0x203
 
 
-class Group(enum.IntFlag):
-    """Multicast groups as a bind() ``nl_groups`` bit mask (bit n-1 = group n)."""
-
-    NEW = 0x01
-    UPDATE = 0x02
-    DESTROY = 0x04
-    EXP_NEW = 0x08
-    EXP_UPDATE = 0x10
-    EXP_DESTROY = 0x20
-    CONNTRACK = 0x07
-    EXPECT = 0x38
-
-
 NFNLGRP_CONNTRACK_NEW = 1
 NFNLGRP_CONNTRACK_UPDATE = 2
 NFNLGRP_CONNTRACK_DESTROY = 3
 NFNLGRP_CONNTRACK_EXP_NEW = 4
 NFNLGRP_CONNTRACK_EXP_UPDATE = 5
 NFNLGRP_CONNTRACK_EXP_DESTROY = 6
-
-
-class Status(enum.IntFlag):
-    """``enum ip_conntrack_status`` bits."""
-
-    EXPECTED = 1 << 0
-    SEEN_REPLY = 1 << 1
-    ASSURED = 1 << 2
-    CONFIRMED = 1 << 3
-    SRC_NAT = 1 << 4
-    DST_NAT = 1 << 5
-    SEQ_ADJUST = 1 << 6
-    SRC_NAT_DONE = 1 << 7
-    DST_NAT_DONE = 1 << 8
-    DYING = 1 << 9
-    FIXED_TIMEOUT = 1 << 10
-    TEMPLATE = 1 << 11
-    NAT_CLASH = 1 << 12
-    HELPER = 1 << 13
-    OFFLOAD = 1 << 14
-    HW_OFFLOAD = 1 << 15
-
-
-class TcpState(enum.IntEnum):
-    NONE = 0
-    SYN_SENT = 1
-    SYN_RECV = 2
-    ESTABLISHED = 3
-    FIN_WAIT = 4
-    CLOSE_WAIT = 5
-    LAST_ACK = 6
-    TIME_WAIT = 7
-    CLOSE = 8
-    SYN_SENT2 = 9
-
-
-class SctpState(enum.IntEnum):
-    NONE = 0
-    CLOSED = 1
-    COOKIE_WAIT = 2
-    COOKIE_ECHOED = 3
-    ESTABLISHED = 4
-    SHUTDOWN_SENT = 5
-    SHUTDOWN_RECD = 6
-    SHUTDOWN_ACK_SENT = 7
-    HEARTBEAT_SENT = 8
-    HEARTBEAT_ACKED = 9
-
-
-class DccpState(enum.IntEnum):
-    NONE = 0
-    REQUEST = 1
-    RESPOND = 2
-    PARTOPEN = 3
-    OPEN = 4
-    CLOSEREQ = 5
-    CLOSING = 6
-    TIMEWAIT = 7
-    IGNORE = 8
-    INVALID = 9
 
 
 # TCP window tracking flags (CTA_PROTOINFO_TCP_FLAGS_*)
@@ -182,3 +90,30 @@ STATS_CPU_NAMES = {1: "searched", 2: "found", 3: "new", 4: "invalid", 5: "ignore
                    11: "early_drop", 12: "error", 13: "search_restart", 14: "clash_resolve",
                    15: "chaintoolong"}
 STATS_EXP_NAMES = {1: "expect_new", 2: "expect_create", 3: "expect_delete"}
+
+
+# plain-int forms of often used enum members
+NL_GROUPS_CONNTRACK = 0x07
+NL_GROUPS_EXPECT = 0x38
+IPS_CONFIRMED = 0x8
+STATUS_NAMES = ("EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED", "SRC_NAT", "DST_NAT",
+                "SEQ_ADJUST", "SRC_NAT_DONE", "DST_NAT_DONE", "DYING", "FIXED_TIMEOUT",
+                "TEMPLATE", "NAT_CLASH", "HELPER", "OFFLOAD", "HW_OFFLOAD")
+"""``enum ip_conntrack_status`` bit names, bit 0 first."""
+
+_ENUMS = frozenset(('CtMsg', 'ExpMsg', 'Group', 'Status', 'TcpState', 'SctpState', 'DccpState'))
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .enums import CtMsg, ExpMsg, Group, Status, TcpState, SctpState, DccpState  # noqa: F401
+
+
+def __getattr__(name: str):
+    """The enum types (CtMsg, ExpMsg, Group, Status, TcpState, SctpState, DccpState) are built on first use, from :mod:`ctnetlink.enums`."""
+    if name in _ENUMS:
+        from . import enums
+
+        value = getattr(enums, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,10 +12,11 @@ import enum
 import ipaddress
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
+    from .enums import Status
     from typing import Any, Iterator
 
 from .constants import (
-    DCCP_STATE_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES, Status,
+    DCCP_STATE_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES,
 )
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -338,6 +339,8 @@ class Flow(_Record):
 
     @property
     def status_flags(self) -> Status | None:
+        from .enums import Status
+
         return Status(self.status) if self.status is not None else None
 
     @property

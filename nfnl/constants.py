@@ -4,7 +4,6 @@ Plain integers and small IntFlag/IntEnum types; nothing here knows about conntra
 """
 from __future__ import annotations
 
-import enum
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -23,29 +22,6 @@ NETLINK_GET_STRICT_CHK = 12
 # SOL_SOCKET options not named by the socket module everywhere
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
-
-
-class NlmFlag(enum.IntFlag):
-    """nlmsg_flags bits (request and reply meanings share bit values)."""
-
-    REQUEST = 0x1
-    MULTI = 0x2
-    ACK = 0x4
-    ECHO = 0x8
-    DUMP_INTR = 0x10
-    DUMP_FILTERED = 0x20
-    ROOT = 0x100
-    MATCH = 0x200
-    ATOMIC = 0x400
-    DUMP = 0x300
-    # NEW-request modifiers (same bits as ROOT/MATCH/ATOMIC)
-    REPLACE = 0x100
-    EXCL = 0x200
-    CREATE = 0x400
-    APPEND = 0x800
-    # ACK-message flags
-    CAPPED = 0x100
-    ACK_TLVS = 0x200
 
 
 NLM_F_REQUEST = 0x1
@@ -88,24 +64,6 @@ NLMSGERR_ATTR_MISS_NEST = 6
 NFNETLINK_V0 = 0
 
 
-class Subsys(enum.IntEnum):
-    """nfnetlink subsystem ids: the high byte of nlmsg_type."""
-
-    NONE = 0
-    CTNETLINK = 1
-    CTNETLINK_EXP = 2
-    QUEUE = 3
-    ULOG = 4
-    OSF = 5
-    IPSET = 6
-    ACCT = 7
-    CTNETLINK_TIMEOUT = 8
-    CTHELPER = 9
-    NFTABLES = 10
-    NFT_COMPAT = 11
-    HOOK = 12
-
-
 def nfnl_msg_type(subsys: int, msg: int) -> int:
     """Compose an nlmsg_type from an nfnetlink subsystem and a message id."""
     return (subsys << 8) | msg
@@ -117,3 +75,21 @@ def nfnl_subsys(msg_type: int) -> int:
 
 def nfnl_msg(msg_type: int) -> int:
     return msg_type & 0xFF
+
+
+_ENUMS = frozenset(('NlmFlag', 'Subsys'))
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .enums import NlmFlag, Subsys  # noqa: F401
+
+
+def __getattr__(name: str):
+    """NlmFlag and Subsys are built on first use, from :mod:`nfnl.enums`."""
+    if name in _ENUMS:
+        from . import enums
+
+        value = getattr(enums, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

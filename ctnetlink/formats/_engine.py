@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..constants import (
-    DCCP_STATE_NAMES, L3_NAMES, L4_NAMES, SCTP_STATE_NAMES, TCP_STATE_NAMES, Status,
+    DCCP_STATE_NAMES, L3_NAMES, L4_NAMES, SCTP_STATE_NAMES, STATUS_NAMES as _BIT_NAMES,
+    TCP_STATE_NAMES,
 )
 from ..fields import FLOW_NESTS, FLOW_SCALARS, PROTOINFO_NESTS
 
@@ -806,7 +807,7 @@ def source_for(layout: Layout, flow, opts: Options = DEFAULT) -> str:
     return compile_signature(layout, FlowBackend(), present, fam, op, rp, opts, "f")[1]
 
 
-STATUS_NAMES = {int(m): m.name for m in Status}
+STATUS_NAMES = {1 << bit: name for bit, name in enumerate(_BIT_NAMES)}
 
 
 def status_names(status: int) -> list[str]:
