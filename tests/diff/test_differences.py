@@ -160,3 +160,19 @@ def test_version_names_the_implementation(rich) -> None:
     assert_same(ref, runner.ours("-V"))
     named = runner.run("ours", ["-V"], env={"CONNTRACK_IMPLEMENTATION": "1"})
     assert named.out.startswith(ref.out) and named.out.count(b"\n") == 2
+
+
+def test_update_with_nat_is_fatal(module_ns) -> None:
+    """-U of a NAT'ed entry with -g ADDR (a filter that also puts CTA_NAT_DST into the
+    update): the kernel refuses (EOPNOTSUPP). 1.4.7 goes on as above; ours stops."""
+    ns, runner = module_ns
+    table = [f"-I -s {A4} -d {B4} -p tcp --sport 13 --dport 80 --state ESTABLISHED {T} "
+             f"--dst-nat 10.3.9.9:8080"]
+    case = Case(f"-U -s {A4} -p tcp --sport 13 -g 10.3.9.9 -m 4", table=table)
+    ref, ref_table, ours, our_table = run_both(ns, runner, case)
+    assert our_table == ref_table
+    assert ref.status == 0 and b"sport=13 " in ref.out and b"mark=0 " in ref.out
+    assert ref.err == b"Operation failed: Operation not supported\n" + \
+        PREFIX + b"1 flow entries have been updated.\n"
+    assert ours.status == 1 and ours.out == b""
+    assert ours.err == PREFIX + b"Operation failed: Operation not supported\n"
