@@ -176,3 +176,25 @@ def test_update_with_nat_is_fatal(module_ns) -> None:
         PREFIX + b"1 flow entries have been updated.\n"
     assert ours.status == 1 and ours.out == b""
     assert ours.err == PREFIX + b"Operation failed: Operation not supported\n"
+
+
+def test_label_update_without_label_extension(xtables, workdir) -> None:
+    """Without a ruleset using labels, entries have no label extension and adding a label
+    fails with ENOSPC: 1.4.7 prints the unprefixed error, prints the entry and counts it;
+    1.4.8+git and ours skip it."""
+    from harness import Namespace
+    from helpers.netns import NetNS
+
+    with NetNS("pyct-nolabels") as ns:
+        runner = Namespace(ns.path, cwd=str(workdir), xtables=xtables)
+        try:
+            case = Case(f"-U -s {A4} -p tcp --sport 1 --label-add web", table=ENTRIES4)
+            ref, ref_table, ours, our_table = run_both(ns, runner, case)
+        finally:
+            runner.close()
+    assert our_table == ref_table
+    assert ref.status == 0 and b" sport=1 " in ref.out
+    assert ref.err == b"Operation failed: No space left on device\n" + \
+        PREFIX + b"1 flow entries have been updated.\n"
+    assert ours.status == 1 and ours.out == b""
+    assert ours.err == PREFIX + b"0 flow entries have been updated.\n"
