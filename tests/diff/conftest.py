@@ -60,7 +60,7 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def rich(xtables: str, workdir: Path):
+def rich_session(xtables: str, workdir: Path):
     """(NetNS, Namespace runner, RichTable) of the shared, read-only rich table."""
     import richtable
 
@@ -74,6 +74,17 @@ def rich(xtables: str, workdir: Path):
             if rt is not None:
                 rt.close()
             runner.close()
+
+
+@pytest.fixture
+def rich(rich_session):
+    """The rich table, its expectations younger than two minutes (the kernel gives the
+    helpers' expectations five minutes, whatever -t said)."""
+    import richtable
+
+    ns, runner, rt = rich_session
+    richtable.keep_expectations(rt, runner, max_age=120)
+    return rich_session
 
 
 @contextlib.contextmanager

@@ -159,6 +159,8 @@ class RichTable:
     """(address, client port) of the FTP control connection with the ``-I expect`` one."""
     tftp: list[socket.socket] = field(default_factory=list)
     """TFTP clients whose read request left an expectation (UDP, IPv4 and IPv6)."""
+    armed_at: float = 0.0
+    """time.monotonic() of the last (re-)creation of the expectations."""
 
     def close(self) -> None:
         for s in self.sockets + self.tftp:
@@ -254,7 +256,14 @@ def build(ns: NetNS, runner) -> RichTable:
         traffic(rt)
     runner.ref(*user_expectation(rt), check=True)
     settle(rt)
+    rt.armed_at = time.monotonic()
     return rt
+
+
+def keep_expectations(rt: RichTable, runner, max_age: float) -> None:
+    """Re-create the expectations when they are older than ``max_age`` seconds."""
+    if time.monotonic() - rt.armed_at > max_age:
+        rearm(rt, runner)
 
 
 def settle(rt: RichTable, timeout: float = 10) -> None:
@@ -313,3 +322,4 @@ def rearm(rt: RichTable, runner) -> None:
             _say(s.server, s.client,
                  f"227 Entering Passive Mode (127,0,0,1,{hi},{lo})\r\n".encode())
     settle(rt)
+    rt.armed_at = time.monotonic()

@@ -253,19 +253,9 @@ def test_readonly(rich, line: str) -> None:
     _run(rich, line)
 
 
-@pytest.fixture(scope="module")
-def armed(rich):
-    """Fresh expectations (they expire five minutes after the helper saw a command)."""
-    import richtable
-
-    ns, runner, rt = rich
-    richtable.rearm(rt, runner)
-    return rich
-
-
 @pytest.mark.parametrize("line", EXPECT_CASES)
-def test_expectations(armed, line: str) -> None:
-    _run(armed, line)
+def test_expectations(rich, line: str) -> None:
+    _run(rich, line)
 
 
 def test_enough_cases() -> None:

@@ -24,11 +24,11 @@ def _save_lines(data: bytes) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def saved(rich) -> bytes:
+def saved(rich_session) -> bytes:
     """The rich table as ``-o save`` lines, without DCCP entries: this kernel has no DCCP
     tracker, so they carry no state and their ``-A -p dccp`` line (no ``--state``) is
     refused by both programs' parsers, which would stop the whole -R file."""
-    _, runner, _ = rich
+    _, runner, _ = rich_session
     ref, ours = runner.ref("-L", "-o", "save"), runner.ours("-L", "-o", "save")
     assert_same(ref, ours)
     return b"".join(line + b"\n" for line in ref.out.splitlines() if b" -p dccp" not in line)
