@@ -33,6 +33,8 @@ RECV_SIZE = 1 << 16
 _LEN_TYPE = struct.Struct("=IH")
 _ERRNO = struct.Struct("=i")
 _SEQ = struct.Struct("=II")
+_FLAGS = struct.Struct("=H")
+_FLAGS_SEQ = struct.Struct("=HI")
 
 
 def _ends_dump(data: bytes) -> bool:
@@ -324,55 +326,75 @@ class NetlinkSocket:
                 self._drain(reader)
 
     def batch(self, msgs: Iterable[bytes], *, max_bytes: int = 1 << 16, max_msgs: int = 128,
-              on_data: Callable[[bytes, int, int], None] | None = None) -> list[NetlinkError | None]:
-        """Send many ACK-requesting messages, packed into as few datagrams as fit in
-        ``max_bytes``, and collect one result per message (None = success), in order.
+              on_data: Callable[[bytes, int, int], None] | None = None,
+              ack_last: bool = False) -> list[NetlinkError | None]:
+        """Send many requests, packed into as few datagrams as fit in ``max_bytes``,
+        and collect one result per message (None = success), in order.
 
         Messages get consecutive sequence numbers (the sequence field of the messages
         given is overwritten). Errors do not stop the batch: the caller decides what a
         failure means. Every ACK occupies receive buffer space until it is read, so at
-        most ``max_msgs`` requests are in flight.
+        most ``max_msgs`` requests are in flight. With ``ack_last`` only the last
+        message of each datagram asks for an ACK: the kernel reports errors of the
+        others anyway, and answers in order, so that ACK ends the datagram's replies
+        (one receive per datagram instead of one per message).
         """
         results: list[NetlinkError | None] = []
-        pending: dict[int, int] = {}
         chunk: list[bytes] = []
         size = 0
-        originals: list[bytes] = []
         errno_at = _ERRNO.unpack_from
-        seq_bytes = _SEQ.pack
+        pack_into = _FLAGS_SEQ.pack_into
+        flags_at = _FLAGS.unpack_from
 
         def flush() -> None:
             nonlocal chunk, size
             if not chunk:
                 return
-            self.send(b"".join(chunk))
+            data = bytearray(b"".join(chunk))
+            first = len(results) - len(chunk)
+            base = self.next_seq()
+            for _ in range(len(chunk) - 1):
+                self.next_seq()
+            seqs: dict[int, tuple[int, int]] = {}  # seq -> (result index, offset)
+            off = 0
+            last = len(chunk) - 1
+            for k, m in enumerate(chunk):
+                (fl,) = flags_at(m, 6)
+                if ack_last and k != last:
+                    fl &= ~NLM_F_ACK  # its errors are reported all the same
+                seq = (base + k) & 0xFFFFFFFF
+                pack_into(data, off + 6, fl, seq)
+                seqs[seq] = (first + k, off)
+                off += len(m)
+            awaited = {(base + k) & 0xFFFFFFFF for k in range(len(chunk))
+                       if not ack_last or k == last}
+            self.send(bytes(data))
             chunk = []
             size = 0
-            while pending:
+            while awaited:
                 buf = self._recv_blocking()
-                for off, mlen, rtype, rflags, rseq, _ in iter_messages(buf):
-                    idx = pending.get(rseq)
-                    if idx is None:
+                for roff, mlen, rtype, rflags, rseq, _ in iter_messages(buf):
+                    hit = seqs.get(rseq)
+                    if hit is None:
                         continue
                     if rtype == NLMSG_ERROR:
-                        if mlen >= 20 and errno_at(buf, off + 16)[0]:
-                            err = parse_error(buf, off, mlen, rflags)
-                            results[idx] = NetlinkError(err.errno, originals[idx], err.message)
-                        del pending[rseq]
+                        if mlen >= 20 and errno_at(buf, roff + 16)[0]:
+                            err = parse_error(buf, roff, mlen, rflags)
+                            idx, moff = hit
+                            request = bytes(data[moff:moff + len(msgs_list[idx])])
+                            results[idx] = NetlinkError(err.errno, request, err.message)
+                        awaited.discard(rseq)
                     elif rtype == NLMSG_DONE:
-                        del pending[rseq]
+                        awaited.discard(rseq)
                     elif on_data is not None:
-                        on_data(buf, off, mlen)
+                        on_data(buf, roff, mlen)
 
-        for m in msgs:
+        msgs_list = msgs if isinstance(msgs, list) else list(msgs)
+        for m in msgs_list:
             ln = len(m)
             if size + ln > max_bytes or len(chunk) >= max_msgs:
                 flush()
-            seq = self.next_seq()
-            m = m[:8] + seq_bytes(seq, 0) + m[16:]
-            pending[seq] = len(results)
             results.append(None)
-            originals.append(m)
             chunk.append(m)
             size += ln
         flush()

@@ -128,6 +128,7 @@ def test_event_listener_is_stopped_with_sigint(netns: str, tmp_path: Path) -> No
 def test_record_stops_on_condition_or_timeout(netns: str, tmp_path: Path) -> None:
     def subscribed(rec: Recording) -> bool:
         rec.wait_subscribed()
+        rec.wait_idle()  # blocked in recvmsg: its SIGINT handler is in place
         return True
 
     for kwargs in ({"until": subscribed}, {"timeout": 3.0}):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno as E
 import os
 import signal
+import struct
 import sys
 import time
 
@@ -435,6 +436,15 @@ def _delete_body(flow: Flow) -> Flow:
 
 
 def cmd_delete(inv: Invocation, ctx: Context) -> int:
+    """``-D``: dump (kernel-filtered), select, delete in batches, print what was deleted.
+
+    The deletes of one dump datagram run in a helper thread while the next datagram is
+    received and prepared, so the kernel works on both at once; a batch is sent only
+    after the previous one has been answered, so after a fatal error nothing more is
+    deleted (as in the reference, which stops at its first error)."""
+    import queue
+    import threading
+
     from ctnetlink.encode import resend_plan
 
     filt = make_filter(inv)
@@ -447,35 +457,53 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
     mod = ctx.modifier
     values = ctx.decoder.values
     n = 0
-    flags = NLM_F_REQUEST | NLM_F_ACK
-    pending: list[tuple[bytes, object, tuple, int]] = []
+    header = _DELETE_HEADER.pack
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    answers: queue.SimpleQueue = queue.SimpleQueue()
 
-    def flush() -> None:
+    def deleter() -> None:
+        while (job := jobs.get()) is not None:
+            try:
+                answers.put(mod.batch([m for m, _, _, _ in job], ack_last=True))
+            except BaseException as e:  # handed to the main thread
+                answers.put(e)
+
+    def finish(job: list) -> None:
+        """Print the entries of an answered batch; raise at the first fatal error."""
         nonlocal n
-        if not pending:
-            return
-        results = mod.batch([m for m, _, _, _ in pending])
+        results = answers.get()
+        if isinstance(results, BaseException):
+            raise results
         lines = []
         fatal = None
-        for (_, shape, v, fam), err in zip(pending, results):
+        fmts = printer._by_shape
+        for (_, shape, v, fam), err in zip(job, results):
             if err is not None:
                 if err.errno == E.ENOENT:
                     continue  # vanished meanwhile: skipped (1.4.8+git)
                 fatal = err
                 break
-            line = printer.shape_line(shape, v, fam)
+            f = fmts.get(id(shape))
+            line = f(v, fam) if f is not None else None
+            if line is None or len(line) >= 1024:
+                line = printer.shape_line(shape, v, fam)
             if line is not None:
                 lines.append(line)
             n += 1
-        pending.clear()
         printer.emit(lines)
         if fatal is not None:
             raise failed(fatal.errno, Command.DELETE)
 
+    worker = threading.Thread(target=deleter, name="conntrack-delete", daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # hand the GIL over quickly: both threads mostly wait
+    worker.start()
+    inflight: list | None = None
     try:
         for batch in ct.dump_batches(inv.family, filter=kf if kf.selects else None,
                                      pipeline=False):
             trust = exact and ct.kernel_filters_tuples is not False
+            job = []
             for buf, off, ln in batch:
                 shape, v = values(buf, off, ln)
                 fam = buf[off + 16]
@@ -496,11 +524,30 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
                     if flow is None:
                         flow = shape.build(v, fam)
                     body = encode_flow(_delete_body(flow))
-                pending.append((build_nfnl(K.IPCTNL_MSG_CT_DELETE, flags, fam, body), shape, v, fam))
-            flush()
+                job.append((header(20 + len(body), K.IPCTNL_MSG_CT_DELETE,
+                                   NLM_F_REQUEST | NLM_F_ACK, 0, 0, fam) + body, shape, v, fam))
+            if inflight is not None:
+                answered, inflight = inflight, None
+                finish(answered)
+            if job:
+                jobs.put(job)
+                inflight = job
+        if inflight is not None:
+            answered, inflight = inflight, None
+            finish(answered)
     except NetlinkError as e:
         raise failed(e.errno, Command.DELETE) from None
+    finally:
+        jobs.put(None)
+        if inflight is not None:
+            answers.get()  # let the batch in flight finish before the socket goes away
+        worker.join()
+        sys.setswitchinterval(interval)
     return n
+
+
+_DELETE_HEADER = struct.Struct("=IHHIIBxxx")
+"""nlmsghdr + nfgenmsg (version 0, res_id 0) of a delete request."""
 
 
 # --- -U ----------------------------------------------------------------------------------
