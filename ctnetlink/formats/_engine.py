@@ -335,20 +335,23 @@ class Layout:
     def __init__(self, name: str, rules: Iterable[tuple[str, str]], finish: str = "none",
                  valid: str = "True", derived: Mapping[str, str] | None = None) -> None:
         self.name = name
-        self.rules = [(cond, compile(cond, f"<{name} rule>", "eval"), tmpl)
-                      for cond, tmpl in rules]
+        rules = list(rules)
+        self.rules = [(cond, tmpl) for cond, tmpl in rules]
+        # every condition in one code object (one compile() at import, not one each)
+        self.conditions = compile("(" + "".join(f"({c}), " for c, _t in rules) + ")",
+                                  f"<{name} rules>", "eval")
         self.finish = finish
         self.valid = compile(valid, f"<{name} valid>", "eval")
         self.derived = [(k, compile(c, f"<{name} derived>", "eval"))
                         for k, c in (derived or {}).items()]
         used: set[str] = set()
         flags = {flag_name(n): n for n in FIELDS}
-        codes = [c for _s, c, _t in self.rules] + [self.valid] + [c for _k, c in self.derived]
+        codes = [self.conditions, self.valid] + [c for _k, c in self.derived]
         for code in codes:
             for ident in code.co_names:
                 if ident in flags:
                     used.add(flags[ident])
-        for _s, _c, tmpl in self.rules:
+        for _s, tmpl in self.rules:
             for _lit, fname, spec in parse_template(tmpl):
                 if fname is None:
                     continue
@@ -596,8 +599,8 @@ def _pieces(layout: Layout, ctx: Ctx) -> list[str | Expr] | None:
     if not eval(layout.valid, {}, env):  # noqa: S307
         return None
     out: list[str | Expr] = []
-    for _src, code, tmpl in layout.rules:
-        if not eval(code, {}, env):  # noqa: S307
+    for (_src, tmpl), on in zip(layout.rules, eval(layout.conditions, {}, env)):  # noqa: S307
+        if not on:
             continue
         for lit, fname, spec in parse_template(tmpl):
             if lit:

@@ -441,10 +441,8 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
     The deletes of one dump datagram run in a helper thread while the next datagram is
     received and prepared, so the kernel works on both at once; a batch is sent only
     after the previous one has been answered, so after a fatal error nothing more is
-    deleted (as in the reference, which stops at its first error)."""
-    import queue
-    import threading
-
+    deleted (as in the reference, which stops at its first error). A small first batch
+    (a dump that fits one datagram, typically) is deleted without the thread."""
     from ctnetlink.encode import resend_plan
 
     filt = make_filter(inv)
@@ -458,20 +456,11 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
     values = ctx.decoder.values
     n = 0
     header = _DELETE_HEADER.pack
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
-    answers: queue.SimpleQueue = queue.SimpleQueue()
+    pool = _Deleter(mod)
 
-    def deleter() -> None:
-        while (job := jobs.get()) is not None:
-            try:
-                answers.put(mod.batch([m for m, _, _, _ in job], ack_last=True))
-            except BaseException as e:  # handed to the main thread
-                answers.put(e)
-
-    def finish(job: list) -> None:
+    def finish(job: list, results: list | BaseException) -> None:
         """Print the entries of an answered batch; raise at the first fatal error."""
         nonlocal n
-        results = answers.get()
         if isinstance(results, BaseException):
             raise results
         lines = []
@@ -494,10 +483,6 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
         if fatal is not None:
             raise failed(fatal.errno, Command.DELETE)
 
-    worker = threading.Thread(target=deleter, name="conntrack-delete", daemon=True)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # hand the GIL over quickly: both threads mostly wait
-    worker.start()
     inflight: list | None = None
     try:
         for batch in ct.dump_batches(inv.family, filter=kf if kf.selects else None,
@@ -528,22 +513,66 @@ def cmd_delete(inv: Invocation, ctx: Context) -> int:
                                    NLM_F_REQUEST | NLM_F_ACK, 0, 0, fam) + body, shape, v, fam))
             if inflight is not None:
                 answered, inflight = inflight, None
-                finish(answered)
+                finish(answered, pool.result())
             if job:
-                jobs.put(job)
-                inflight = job
+                if pool.started or len(job) >= 32:
+                    pool.submit(job)
+                    inflight = job
+                else:
+                    finish(job, pool.run(job))
         if inflight is not None:
             answered, inflight = inflight, None
-            finish(answered)
+            finish(answered, pool.result())
     except NetlinkError as e:
         raise failed(e.errno, Command.DELETE) from None
     finally:
-        jobs.put(None)
-        if inflight is not None:
-            answers.get()  # let the batch in flight finish before the socket goes away
-        worker.join()
-        sys.setswitchinterval(interval)
+        pool.close(inflight is not None)
     return n
+
+
+class _Deleter:
+    """Runs delete batches (``batch(..., ack_last=True)``) in one helper thread, started
+    on first use, at most one batch at a time."""
+
+    def __init__(self, sock: NetlinkSocket) -> None:
+        self.sock = sock
+        self.started = False
+
+    def run(self, job: list) -> list | BaseException:
+        try:
+            return self.sock.batch([m for m, _, _, _ in job], ack_last=True)
+        except BaseException as e:  # handed to the caller
+            return e
+
+    def submit(self, job: list) -> None:
+        if not self.started:
+            import queue
+            import threading
+
+            self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+            self.answers: queue.SimpleQueue = queue.SimpleQueue()
+            self.interval = sys.getswitchinterval()
+            sys.setswitchinterval(0.0005)  # hand the GIL over quickly: both threads mostly wait
+            self.thread = threading.Thread(target=self._work, name="conntrack-delete", daemon=True)
+            self.thread.start()
+            self.started = True
+        self.jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            self.answers.put(self.run(job))
+
+    def result(self) -> list | BaseException:
+        return self.answers.get()
+
+    def close(self, pending: bool) -> None:
+        if not self.started:
+            return
+        self.jobs.put(None)
+        if pending:
+            self.answers.get()  # let the batch in flight finish before the socket goes away
+        self.thread.join()
+        sys.setswitchinterval(self.interval)
 
 
 _DELETE_HEADER = struct.Struct("=IHHIIBxxx")
