@@ -290,39 +290,9 @@ def make_update_selector(inv: Invocation) -> Callable[[Flow], bool]:
     opts = inv.options
     skip = {name for name, opt in (("src", "mask-src"), ("dst", "mask-dst")) if opt in opts}
     if opts & {"src", "dst", "protonum"}:
-        fields = [f for f in _both_rules(t.orig) if f not in skip]
-        fam = t.orig.family if t.orig is not None else None
-
-        def orig_ok(f: Flow, fields=fields, fam=fam) -> bool:
-            o = f.orig
-            if o is None:
-                return True
-            if fam is not None and o.family is not None and o.family != fam:
-                return False
-            for name in fields:
-                have = getattr(o, name)
-                if have is not None and have != getattr(t.orig, name):
-                    return False
-            return True
-
-        steps.append(orig_ok)
+        steps.append(_present_in_both("orig", t.orig, skip))
     if opts & {"reply-src", "reply-dst", "protonum"}:
-        rfields = _both_rules(t.reply)
-        rfam = t.reply.family if t.reply is not None else None
-
-        def reply_ok(f: Flow, fields=rfields, fam=rfam) -> bool:
-            r = f.reply
-            if r is None:
-                return True
-            if fam is not None and r.family is not None and r.family != fam:
-                return False
-            for name in fields:
-                have = getattr(r, name)
-                if have is not None and have != getattr(t.reply, name):
-                    return False
-            return True
-
-        steps.append(reply_ok)
+        steps.append(_present_in_both("reply", t.reply, set()))
 
     def check(f: Flow) -> bool:
         for s in steps:
@@ -331,3 +301,23 @@ def make_update_selector(inv: Invocation) -> Callable[[Flow], bool]:
         return True
 
     return check
+
+
+def _present_in_both(direction: str, want: Tuple | None, skip: set[str]) -> Callable[[Flow], bool]:
+    """§6.4 tuple check: every field set in both the template and the entry is equal."""
+    fields = [(name, getattr(want, name)) for name in _both_rules(want) if name not in skip]
+    fam = want.family if want is not None else None
+
+    def ok(f: Flow) -> bool:
+        have = getattr(f, direction)
+        if have is None:
+            return True
+        if fam is not None and have.family is not None and have.family != fam:
+            return False
+        for name, value in fields:
+            v = getattr(have, name)
+            if v is not None and v != value:
+                return False
+        return True
+
+    return ok
