@@ -76,26 +76,22 @@ def _nat_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
     s_addr, s_port = side(t.nat_src)
     d_addr, d_port = side(t.nat_dst)
 
+    def one_side(nat: bool, pat: bool, addr_ok, port_ok, addr, port) -> bool:
+        """§6.2.1 for one side: the given address and/or port, or any translation."""
+        if addr is None and port is None:
+            return nat or pat
+        hit = nat and addr_ok() if addr is not None else True
+        if port is not None:
+            hit = hit and pat and port_ok()
+        return hit
+
     def check(f: Flow) -> bool:
         snat, dnat, spat, dpat = _nat_flags(f)
         r = f.reply
-        has_src = has_dst = False
-        if want_src:
-            if s_addr is not None:
-                has_src = snat and r is not None and r.dst == s_addr
-            if s_port is not None:
-                pm = spat and r is not None and l4dst(r) == s_port
-                has_src = (has_src and pm) if s_addr is not None else pm
-            if s_addr is None and s_port is None:
-                has_src = snat or spat
-        if want_dst:
-            if d_addr is not None:
-                has_dst = dnat and r is not None and r.src == d_addr
-            if d_port is not None:
-                pm = dpat and r is not None and l4src(r) == d_port
-                has_dst = (has_dst and pm) if d_addr is not None else pm
-            if d_addr is None and d_port is None:
-                has_dst = dnat or dpat
+        has_src = want_src and r is not None and one_side(
+            snat, spat, lambda: r.dst == s_addr, lambda: l4dst(r) == s_port, s_addr, s_port)
+        has_dst = want_dst and r is not None and one_side(
+            dnat, dpat, lambda: r.src == d_addr, lambda: l4src(r) == d_port, d_addr, d_port)
         if any_nat:
             return has_src or has_dst
         if want_src and want_dst:
