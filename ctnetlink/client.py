@@ -9,7 +9,6 @@ exceptions of :mod:`ctnetlink.errors`. Nothing here prints or exits.
 from __future__ import annotations
 
 import errno as E
-import os
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
@@ -498,5 +497,3 @@ class _SocketDrops:
         n, self.last = now - self.last, now
         return max(n, 1)
 
-
-_ = os

@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 
 from nfnl.codec import nla, nla_nest, nla_string, nla_u8, nla_u16, nla_u32, nla_u64
-from nfnl.constants import NLA_F_NESTED
 from nfnl.message import build_nfnl
 
 from .model import AF_INET6, Expect, Flow, NatRange, Tuple
@@ -207,8 +206,6 @@ def flow_message(mtype: int, flags: int, flow: Flow, seq: int = 0, family: int |
     fam = family if family is not None else (flow.family or 0)
     return build_nfnl(mtype, flags, fam, encode_flow(flow, **kw), seq)
 
-
-_ = NLA_F_NESTED
 
 
 # --- requests re-sent from dumped messages, without decoding ---------------------------

@@ -14,7 +14,7 @@ import ipaddress
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
-    from typing import Any, Iterator, Mapping
+    from typing import Any, Iterator
 
 from .constants import NLA_F_NESTED, NLA_F_NET_BYTEORDER, NLA_TYPE_MASK
 from .errors import NetlinkDecodeError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import construct as cs
 
-from .attrs import U32, Attr, AttrSet, Binary, String
+from .attrs import Attr, AttrSet, Binary, String
 
 NlMsgHdr = cs.Struct(
     "nlmsg_len" / cs.Int32un,
@@ -48,4 +48,3 @@ HEADERS = {
     "NLMSGERR": NlMsgErr,
     "NLMSGDONE": NlMsgDone,
 }
-_ = U32

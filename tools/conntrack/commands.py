@@ -14,7 +14,6 @@ import os
 import signal
 import struct
 import sys
-import time
 
 from ctnetlink import constants as K
 from ctnetlink.client import EVENT_RCVBUF, Conntrack, _SocketDrops
@@ -32,7 +31,7 @@ from nfnl.socket import NetlinkSocket
 
 from .errors import PREFIX, OtherProblem
 from .invocation import Command, Invocation, OutputFlag, Table
-from .messages import ENOBUFS_WARNING, SUMMARY, operation_failed, strerror
+from .messages import ENOBUFS_WARNING, operation_failed, strerror
 from .output import Stdout
 from .requests import NAT_PORT_PROTOS, expect_key, expect_object, flow_object
 from .userfilter import make_filter, make_update_selector
@@ -1037,5 +1036,3 @@ COMMANDS: dict[Command, Callable[[Invocation, Context], int]] = {
 # exit status 1 when these finish with a count of 0 (§10.5)
 ZERO_IS_FAILURE = frozenset({Command.GET, Command.CREATE, Command.UPDATE, Command.DELETE,
                              Command.EXP_DELETE})
-
-_ = (sys, time, SUMMARY)

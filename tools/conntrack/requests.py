@@ -7,7 +7,7 @@ reference's requests byte for byte (checked by the request-equality tests).
 """
 from __future__ import annotations
 
-from ctnetlink.model import Expect, Flow, NatRange, Tuple
+from ctnetlink.model import Expect, Flow, Tuple
 
 from .invocation import Invocation
 
@@ -128,5 +128,3 @@ def expect_key(inv: Invocation) -> Tuple:
     """The tuple ``-G expect``/``-D expect`` send (built from -s -d -p and ports)."""
     return complete(inv.template.orig, inv.protonum) or Tuple()
 
-
-_ = NatRange
