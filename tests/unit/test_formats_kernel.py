@@ -10,13 +10,13 @@ numbers and ``delta-time`` values are normalised (the two dumps ran a moment apa
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.usefixtures("utc")
 
 from ctnetlink.decode import Decoder, decode_expect
 from ctnetlink.formats import expect as fexpect
@@ -25,20 +25,6 @@ from ctnetlink.formats._engine import Options
 
 DATA = Path(__file__).resolve().parent / "data" / "formats_kernel.json"
 HDR = struct.Struct("=IHHII")
-
-
-@pytest.fixture(autouse=True)
-def utc():
-    """The reference ran with TZ=UTC; ctime() output depends on it."""
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 def messages(hexes):

@@ -5,10 +5,10 @@ message, decoded by ``Decoder.shape``) and must give the same text.
 """
 from __future__ import annotations
 
-import os
-import time
 
 import pytest
+
+pytestmark = pytest.mark.usefixtures("utc")
 
 from ctnetlink.decode import Decoder
 from ctnetlink.formats import Options
@@ -28,19 +28,6 @@ ESTABLISHED_ASSURED = CONFIRMED | SEEN_REPLY | ASSURED
 
 def clock() -> float:
     return NOW + 0.25
-
-
-@pytest.fixture(autouse=True)
-def utc():
-    old = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if old is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 def T(src, dst, proto, sport=None, dport=None, **kw) -> Tuple:
