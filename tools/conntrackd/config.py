@@ -341,8 +341,9 @@ def _ci(word: str) -> re.Pattern:
 _TRUE = (_ci("yes"), _ci("on"))
 _FALSE = (_ci("off"), _ci("no"))
 _MODES = ((ALARM, _ci("alarm"), None),
-          (ALARM, _ci("persistent"), "Now `persistent' mode is called `alarm'. "
-                                     "Please, update your conntrackd.conf file."),
+          # the reference's pattern ends in [T|]: a lower-case final t is a STRING
+          (ALARM, re.compile(_ci("persisten").pattern + "[T|]"),
+           "Now `persistent' mode is called `alarm'. Please, update your conntrackd.conf file."),
           (FTFW, _ci("ftfw"), None),
           (FTFW, _ci("nack"), "Now `nack' mode is called `ftfw'. "
                               "Please, update your conntrackd.conf file.\n"),
@@ -438,6 +439,9 @@ class Scanner:
             self.pos = pos + best_len
             if best_kind == "#":
                 continue
+            if best_kind == CHAR and (ch == "\0" or ch >= "\x80"):
+                # flex returns yytext[0], a signed char: bison takes <= 0 for end of file
+                return Token(EOF, ch, self.line)
             if note is not None:
                 self.warn(note)
             return Token(best_kind, text[pos:pos + best_len], self.line)
