@@ -190,17 +190,17 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
         err.flush()
 
 
-def program_name(argv0: str) -> str:
+def program_name(argv0: str, name: str = "conntrack") -> str:
     """``argv[0]`` as the user most likely typed it (the ``Usage:`` line shows it).
 
     The kernel hands a script's interpreter the script's path, not the typed name: a
     console script found on PATH gets ``/usr/local/bin/conntrack`` where the C tool
     run as ``conntrack`` sees ``conntrack``. When a PATH lookup of the base name finds
     this very file, the base name is what was typed (almost always); ``python -m`` runs
-    show the program name."""
+    show the program name (``name``)."""
     base = os.path.basename(argv0)
     if base == "__main__.py":
-        return "conntrack"
+        return name
     if os.sep in argv0:
         import shutil
 

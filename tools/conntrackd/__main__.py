@@ -1,0 +1,4 @@
+"""``python -m conntrack_tools.conntrackd`` runs the ``conntrackd`` program."""
+from .main import console
+
+console()
