@@ -146,6 +146,8 @@ class Daemon:
         except LogOpenError as e:
             _raw_stderr(f"{e}\n")
             return 1
+        if self.daemon_mode:  # from here on -d logs to the log file and syslog only
+            self.log.console = False
         try:
             create_lock(cfg.general.lockfile)
         except LockError as e:
