@@ -2,7 +2,6 @@
 tests/diff/test_conntrackd_config.py compares every message with 1.4.7)."""
 from __future__ import annotations
 
-import dataclasses
 import socket
 from pathlib import Path
 
@@ -111,7 +110,7 @@ def test_every_setting_lands_in_the_config():
     assert h.setup and h.types == (C.HelperType("ftp", 2, 6, 3, 10,
                                                 (C.HelperPolicy("ftp", 2, 30),)),)
     assert cfg.metrics == C.Metrics("::1", 9100, "/m")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(C.FrozenInstanceError):
         cfg.general.hashsize = 1  # type: ignore[misc]
 
 

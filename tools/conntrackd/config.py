@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field, replace
 
 DEFAULT_CONFIG_PATH = "/etc/conntrackd/conntrackd.conf"
 DEFAULT_LOCKFILE = "/var/lock/conntrackd.lock"
@@ -59,14 +58,88 @@ Diagnostic = tuple  # (level, text): level is "warning" (or "ERROR" for fatal on
 
 # --- the configuration -------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a configuration object."""
+
+
+class Record:
+    """Base of the configuration classes: immutable, slotted records with the dataclass
+    conveniences (keyword or positional construction with defaults, ``==``, ``hash``,
+    ``repr``, :meth:`replace`). Declared like dataclasses (see :func:`record`), built
+    without ``dataclasses`` so that ``conntrackd -s`` starts fast."""
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+    _defaults: dict = {}
+    _no_compare: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__}() takes {len(self._fields)} arguments")
+        values = dict(zip(self._fields, args))
+        for k, v in kwargs.items():
+            if k not in self._fields or k in values:
+                raise TypeError(f"{type(self).__name__}() got an unexpected or repeated "
+                                f"argument {k!r}")
+            values[k] = v
+        for name in self._fields:
+            if name in values:
+                v = values[name]
+            elif name in self._defaults:
+                v = self._defaults[name]
+            else:
+                raise TypeError(f"{type(self).__name__}() missing argument {name!r}")
+            object.__setattr__(self, name, v)
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._fields if f not in self._no_compare)
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    def replace(self, **changes):
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return type(self)(**{**{f: getattr(self, f) for f in self._fields}, **changes})
+
+    def asdict(self) -> dict:
+        """Fields as a dict (nested records stay records)."""
+        return {f: getattr(self, f) for f in self._fields}
+
+
+def record(cls):
+    """Class decorator: annotated class attributes become the fields (in order) of a
+    slotted :class:`Record`, their values the defaults."""
+    fields = tuple(cls.__dict__.get("__annotations__", {}))
+    ns = {k: v for k, v in cls.__dict__.items()
+          if k not in fields and k not in ("__dict__", "__weakref__")}
+    ns["__slots__"] = fields
+    ns["_fields"] = fields
+    ns["_defaults"] = {f: cls.__dict__[f] for f in fields if f in cls.__dict__}
+    return type(cls.__name__, (Record,), ns)
+
+
+@record
 class Unix:
     """``UNIX { Path ... }``: the control socket; ``path == ""`` when none is configured
     (the reference then binds an unreachable autobound address)."""
     path: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Scheduler:
     """``Scheduler { Type ... Priority ... }``. ``policy`` is ``None`` when no ``Type`` was
     given: the daemon then uses SCHED_RR at priority 99 and ignores ``priority``."""
@@ -74,7 +147,7 @@ class Scheduler:
     priority: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Filter:
     """``Filter [From Userspace|Kernelspace] { ... }``: the three filter sets.
 
@@ -95,7 +168,7 @@ class Filter:
     tcp_states: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Metrics:
     """Extension (ours only): ``Metrics { Address IP  Port N  Path /PATH }`` at top level
     serves Prometheus text exposition over HTTP. Defaults: 127.0.0.1, port 9466,
@@ -105,7 +178,7 @@ class Metrics:
     path: str = "/metrics"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class General:
     """The ``General`` section with every default of the reference applied."""
     hashsize: int = 65536
@@ -129,7 +202,7 @@ class General:
     commit_steps: int = 8192
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Channel:
     """One dedicated link (``Multicast``, ``UDP`` or ``TCP`` block), in file order.
 
@@ -154,7 +227,7 @@ class Channel:
     checksum: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sync:
     """The ``Sync`` section: mode, timers, channels, options.
 
@@ -182,21 +255,21 @@ class Sync:
     expectation_helpers: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stats:
     """The ``Stats`` section (statistics mode): destroyed-flow log destinations."""
     logfile: str | None = None
     syslog_facility: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HelperPolicy:
     name: str
     expect_max: int = 0
     expect_timeout: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HelperType:
     """``Type NAME inet|inet6 tcp|udp { QueueNum QueueLen Policy }``."""
     name: str
@@ -207,14 +280,14 @@ class HelperType:
     policies: tuple[HelperPolicy, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Helper:
     """The ``Helper`` section (user-space helpers over NFQUEUE)."""
     setup: bool = False
     types: tuple[HelperType, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     """A parsed ``conntrackd.conf``: ``sync``/``stats``/``helper`` are ``None`` when the
     section is absent (no section at all: an idle daemon with only its UNIX socket)."""
@@ -224,7 +297,8 @@ class Config:
     stats: Stats | None = None
     helper: Helper | None = None
     metrics: Metrics | None = None
-    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False)
+    warnings: tuple[Diagnostic, ...] = ()
+    _no_compare = ("warnings",)
 
     @property
     def mode(self) -> str | None:
@@ -457,11 +531,11 @@ class _Fatal(Exception):
 
 
 class _ChannelDraft:
-    __slots__ = tuple(Channel.__dataclass_fields__)
+    __slots__ = Channel._fields
 
     def __init__(self) -> None:
-        for name, f in Channel.__dataclass_fields__.items():
-            setattr(self, name, f.default if name != "transport" else "")
+        for name in self.__slots__:
+            setattr(self, name, Channel._defaults.get(name, ""))
 
     def freeze(self) -> Channel:
         return Channel(**{name: getattr(self, name) for name in self.__slots__})
@@ -1215,7 +1289,7 @@ class Parser:
             if sync.commit_timeout and sync.disable_external_cache:
                 self.warning("`CommitTimeout' can't be combined with `DisableExternalCache', "
                              "ignoring this option. Fix your configuration file.")
-                sync = replace(sync, commit_timeout=0)
+                sync = sync.replace(commit_timeout=0)
         stats = None
         if self.stats_seen:
             stats = Stats(self.stats_logfile or None,
