@@ -155,7 +155,12 @@ class Daemon:
             self.log.close()
             return 1
         self.lock_taken = True
-        if not self.initialise():
+        try:
+            ok = self.initialise()
+        except BaseException:  # interrupted or a bug: nothing half-started stays behind
+            self.release()
+            raise
+        if not ok:
             self.log.error("conntrackd cannot start, please review your configuration")
             self.release()
             self.log.close()
@@ -205,17 +210,22 @@ class Daemon:
         self.loop.add_signal(signal.SIGCHLD, self.children.reap)
         cfg = self.config
         if cfg.sync is not None or cfg.stats is not None or cfg.helper is not None:
-            try:
-                from . import modes  # provided by the mode code
-            except ImportError:
+            from importlib.util import find_spec
+
+            if find_spec(f"{__package__}.modes") is None:
                 which = "Sync" if cfg.sync is not None else \
                     "Stats" if cfg.stats is not None else "Helper"
                 self.log.warning(f"`{which}' mode is not available in this build: "
                                  "only the control socket runs")
             else:
+                from . import modes  # provided by the mode code
+
                 try:
                     self.mode = modes.start(self)
                 except InitError:
+                    return False
+                except Exception as e:  # noqa: BLE001 - a bug: cannot start, cleanly
+                    self.internal_error(e)
                     return False
         self.start_time = time.time()
         self.log.notice("initialization completed")
