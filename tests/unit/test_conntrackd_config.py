@@ -56,6 +56,9 @@ def test_zero_means_default_and_last_assignment_wins():
     assert (cfg.sync.mode, cfg.sync.refresh_time, cfg.sync.cache_timeout,
             cfg.sync.purge_timeout) == ("alarm", 60, 9, 4)
     assert C.parse("General { NetlinkOverrunResync off }").general.netlink_overrun_resync == -1
+    # 1.4.7 (observed with the daemon): `LogFile off` keeps a path set before it
+    cfg = C.parse("General { LogFile /x LogFile off }\nStats { LogFile /y LogFile off }")
+    assert (cfg.general.logfile, cfg.stats.logfile) == ("/x", "/y")
 
 
 def test_every_setting_lands_in_the_config():
