@@ -1,5 +1,5 @@
 """conntrackd.conf -> Config: values, defaults, diagnostics (no reference binary here;
-tests/diff/test_conntrackd_config.py compares every message with 1.4.7)."""
+tests/diff/test_conntrackd_diff_config.py compares every message with 1.4.7)."""
 from __future__ import annotations
 
 import socket
