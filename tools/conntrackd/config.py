@@ -557,7 +557,7 @@ class Parser:
         self.syslog = -1
         self.unix_path = ""
         self.filter: dict | None = None
-        self.filter_seen = False
+        self.filter_kernelspace = False
         self.sched_policy: str | None = None
         self.sched_prio = 0
         # sync
@@ -820,7 +820,6 @@ class Parser:
                         else:
                             raise self.syntax_error()
                 f["state_policy"] = policy
-        self.filter_seen = True
         self.filter_kernelspace = kernelspace
 
     def filter_ipv4(self, text: str, f: dict) -> None:
@@ -1237,7 +1236,7 @@ class Parser:
         flt = None
         if self.filter is not None:
             f = self.filter
-            flt = Filter(kernelspace=getattr(self, "filter_kernelspace", False),
+            flt = Filter(kernelspace=self.filter_kernelspace,
                          protocol_policy=f["protocol_policy"], protocols=tuple(f["protocols"]),
                          address_policy=f["address_policy"],
                          ipv4_hosts=tuple(f["ipv4_hosts"]),
