@@ -91,8 +91,23 @@ class Setup:
     def log_lines(self) -> list[str]:
         return strip_prefixes(self.log.read_bytes()).decode().splitlines()
 
+    def started_here(self) -> list[int]:
+        """Every process running with this setup's configuration (daemons that forked
+        away from the pids we know included)."""
+        conf = str(self.conf).encode()
+        found = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        if conf in f.read().split(b"\0"):
+                            found.append(int(d))
+                except OSError:
+                    pass
+        return found
+
     def cleanup(self) -> None:
-        for pid in self.pids:
+        for pid in self.pids + self.started_here():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
