@@ -244,27 +244,35 @@ def split(family: int, attrs: dict[int, bytes]) -> Parsed:
     orig = attrs.pop(CTA_TUPLE_ORIG, None)
     if orig is None:
         raise DecodeError("no original tuple")
-    zone = attrs.get(CTA_ZONE)
-    zone_b = zone[4:6] if zone is not None and len(zone) >= 6 and zone[4:6] != b"\0\0" else b""
-    nested = bool(_HH.unpack_from(orig, 0)[1] & NLA_F_NESTED)
-    olen = _HH.unpack_from(orig, 0)[0]
-    payload = orig[4:olen]
-    t = TEMPLATES.find(payload, nested)
+    key, t, fields = _key(orig, attrs.get(CTA_ZONE))
     reply = attrs.get(CTA_TUPLE_REPLY)
     mirrored = False
-    if t is None:
-        key = b"\0" + (zone_b or b"\0\0") + payload
-    else:
-        fields = t.struct.unpack_from(payload)
-        key = bytes((t.tid,)) + b"".join(fields) + zone_b
-        if reply is not None and t.mirror is not None:
-            rlen = _HH.unpack_from(reply, 0)[0]
-            rp = reply[4:rlen]
-            if (t.matches(rp) and bool(_HH.unpack_from(reply, 0)[1] & NLA_F_NESTED) == nested
-                    and t.struct.unpack_from(rp) == tuple(fields[i] for i in t.mirror)):
-                del attrs[CTA_TUPLE_REPLY]
-                mirrored = True
+    if t is not None and reply is not None and t.mirror is not None:
+        rlen, rtype = _HH.unpack_from(reply, 0)
+        rp = reply[4:rlen]
+        if (t.matches(rp) and bool(rtype & NLA_F_NESTED) == t.nested
+                and t.struct.unpack_from(rp) == tuple(fields[i] for i in t.mirror)):
+            del attrs[CTA_TUPLE_REPLY]
+            mirrored = True
     return Parsed(key, family, attrs, orig, reply, mirrored, t)
+
+
+def _key(tlv: bytes, zone: bytes | None) -> tuple[bytes, Template | None, tuple]:
+    """(key, template, field values) of a tuple attribute and an optional zone attribute."""
+    zone_b = zone[4:6] if zone is not None and len(zone) >= 6 and zone[4:6] != b"\0\0" else b""
+    tlen, ttype = _HH.unpack_from(tlv, 0)
+    payload = tlv[4:tlen]
+    t = TEMPLATES.find(payload, bool(ttype & NLA_F_NESTED))
+    if t is None:
+        return b"\0" + (zone_b or b"\0\0") + payload, None, ()
+    fields = t.struct.unpack_from(payload)
+    return bytes((t.tid,)) + b"".join(fields) + zone_b, t, fields
+
+
+def tuple_key(tlv: bytes, zone: bytes | None = None) -> bytes:
+    """The cache key of a tuple attribute (e.g. an expectation's master tuple) and an
+    optional zone attribute: equal to the key of the flow whose original tuple it is."""
+    return _key(tlv, zone)[0]
 
 
 def key_family(key: bytes) -> int:

@@ -70,29 +70,39 @@ class FilterSpec:
 
 
 def from_config(cfg) -> FilterSpec | None:
-    """A :class:`FilterSpec` from the ``filter`` of the daemon's Config (or None)."""
-    if cfg is None:
-        return None
-    if isinstance(cfg, FilterSpec):
+    """A :class:`FilterSpec` from the ``general.filter`` of the daemon's Config (None when
+    no Filter block was given). Networks are ``(packed address, prefix length)``; an
+    IPv4 ``/0`` matches only its own address, as in the reference (whose 32-bit shift
+    makes it an all-ones mask)."""
+    if cfg is None or isinstance(cfg, FilterSpec):
         return cfg
 
-    def rule(name: str):
-        r = getattr(cfg, name, None)
-        if r is None:
-            return None
-        policy = getattr(r, "accept", None)
-        if policy is None:
-            policy = str(getattr(r, "policy", "accept")).lower() == "accept"
-        items = getattr(r, "items", None)
-        if items is None:
-            items = getattr(r, "values", ())
-        return bool(policy), tuple(items)
+    def policy(name: str) -> bool | None:
+        v = getattr(cfg, name, None)
+        return None if v is None else str(v).lower() == "accept"
 
-    addresses = rule("address") or rule("addresses")
-    return FilterSpec(protocols=rule("protocol") or rule("protocols"), addresses=addresses,
-                      states=rule("state") or rule("states"),
-                      kernelspace=bool(getattr(cfg, "kernelspace", False)
-                                       or getattr(cfg, "from_kernelspace", False)))
+    protocols = states = addresses = None
+    p = policy("protocol_policy")
+    if p is not None:
+        protocols = (p, tuple(getattr(cfg, "protocols", ())))
+    p = policy("state_policy")
+    if p is not None:
+        states = (p, tuple(getattr(cfg, "tcp_states", ())))
+    p = policy("address_policy")
+    if p is not None:
+        nets = []
+        for packed in getattr(cfg, "ipv4_hosts", ()):
+            nets.append(ipaddress.ip_network(ipaddress.ip_address(bytes(packed))))
+        for packed in getattr(cfg, "ipv6_hosts", ()):
+            nets.append(ipaddress.ip_network(ipaddress.ip_address(bytes(packed))))
+        for packed, plen in tuple(getattr(cfg, "ipv4_networks", ())) + tuple(getattr(cfg, "ipv6_networks", ())):
+            addr = ipaddress.ip_address(bytes(packed))
+            if addr.version == 4 and plen == 0:
+                plen = 32
+            nets.append(ipaddress.ip_network(f"{addr}/{plen}", strict=False))
+        addresses = (p, nets)
+    return FilterSpec(protocols=protocols, addresses=addresses, states=states,
+                      kernelspace=bool(getattr(cfg, "kernelspace", False)))
 
 
 def _split_nets(nets: Iterable) -> tuple[frozenset[bytes], list[tuple[int, int, int]]]:

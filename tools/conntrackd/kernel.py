@@ -79,36 +79,21 @@ class KernelSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "KernelSettings":
-        """From the daemon's Config (``cfg.general`` and ``cfg.sync.options`` when present)."""
+        """From the daemon's Config (``cfg.general``, ``cfg.sync``)."""
         from .filter import from_config
 
-        g = getattr(cfg, "general", cfg)
-
-        def get(obj, *names, default=None):
-            for n in names:
-                if obj is not None and hasattr(obj, n):
-                    v = getattr(obj, n)
-                    if v is not None:
-                        return v
-            return default
-
-        sync = getattr(cfg, "sync", None)
-        opts = getattr(sync, "options", None) if sync is not None else None
-        exp = get(opts, "expectation_sync", default=False)
-        resync = get(g, "netlink_overrun_resync", default=30)
-        if resync is True:
-            resync = 30
-        elif resync is False or resync is None:
-            resync = 0
+        g = cfg.general
+        sync = cfg.sync
+        resync = g.netlink_overrun_resync
         return cls(
-            netlink_buffer_size=get(g, "netlink_buffer_size", default=0),
-            netlink_buffer_size_max_growth=get(g, "netlink_buffer_size_max_growth", default=0),
-            netlink_overrun_resync=resync,
-            netlink_events_reliable=get(g, "netlink_events_reliable", default=False),
-            poll_secs=get(g, "poll_secs", default=0),
-            event_iteration_limit=get(g, "event_iteration_limit", default=100),
-            filter=from_config(get(g, "filter")),
-            expectations=bool(exp),
+            netlink_buffer_size=g.netlink_buffer_size,
+            netlink_buffer_size_max_growth=g.netlink_buffer_size_max_growth,
+            netlink_overrun_resync=resync if resync and resync > 0 else 0,
+            netlink_events_reliable=g.netlink_events_reliable,
+            poll_secs=g.poll_secs or 0,
+            event_iteration_limit=g.event_iteration_limit,
+            filter=from_config(g.filter),
+            expectations=bool(sync is not None and sync.expectation_sync),
         )
 
 
@@ -249,7 +234,9 @@ class Kernel:
         keep = self.keep
         drop = self.drop
         seen: set[bytes] = set()
-        for items in self.ct.dump_batches(0):
+        # one datagram at a time: a read-ahead thread would queue the whole table's
+        # datagrams while entries are parsed, and the heap would keep that size
+        for items in self.ct.dump_batches(0, pipeline=False):
             for buf, off, ln in items:
                 try:
                     p = parse(buf, off, ln, drop)

@@ -245,3 +245,88 @@ def cache_json(cache: Cache) -> dict[str, Any]:
     d.update({"name": cache.name, "active": cache.active, "objects": cache.objects,
               "entries": len(cache), "limit": cache.limit})
     return d
+
+
+# --- channels, network and queues (§7.4, §7.5, §7.7, §7.9) ---------------------------------
+
+_TRANSPORT_NAME = {"multicast": "multicast", "udp": "UDP", "tcp": "TCP"}
+
+
+def _traffic_lines(c: tuple[int, int, int, int, int, int]) -> str:
+    """``c`` = (bytes sent, bytes recv, packets sent, packets recv, errors send, errors recv)."""
+    return (f"{c[0]:20d} Bytes sent {c[1]:20d} Bytes recv\n"
+            f"{c[2]:20d} Pckts sent {c[3]:20d} Pckts recv\n"
+            f"{c[4]:20d} Error send {c[5]:20d} Error recv\n\n")
+
+
+def channel_block(transport: str, device: str, counters: tuple, tcp_state: tuple[str, str] = ("", "")) -> str:
+    """The active channel's block of ``-s`` and ``-s network``."""
+    name = _TRANSPORT_NAME.get(transport, transport)
+    if transport == "tcp":
+        head = f"TCP traffic (active device={device}) server={tcp_state[0]} client={tcp_state[1]}:\n"
+    else:
+        head = f"{name} traffic (active device={device}):\n"
+    return head + _traffic_lines(counters)
+
+
+def link_block(transport: str, device: str, status: str, role: str, counters: tuple) -> str:
+    """One channel's block of ``-s link``."""
+    name = _TRANSPORT_NAME.get(transport, transport)
+    return f"{name} traffic device={device} status={status} role={role}:\n" + _traffic_lines(counters)
+
+
+IFF_UP = 0x1
+
+
+def link_status(ifname: str) -> str:
+    """``RUNNING`` (up with carrier), ``NO-CARRIER`` (up) or ``DOWN``, from sysfs."""
+    try:
+        with open(f"/sys/class/net/{ifname}/flags") as f:
+            flags = int(f.read(), 16)
+    except (OSError, ValueError):
+        return "DOWN"
+    if not flags & IFF_UP:
+        return "DOWN"
+    try:
+        with open(f"/sys/class/net/{ifname}/carrier") as f:
+            carrier = f.read().strip() == "1"
+    except OSError:
+        carrier = False
+    return "RUNNING" if carrier else "NO-CARRIER"
+
+
+def network_stats(malformed: int = 0, version: int = 0, header: int = 0, payload: int = 0,
+                  msgtype: int = 0, truncated: int = 0, size: int = 0, send_malformed: int = 0,
+                  lost: int = 0, before: int = 0) -> str:
+    """``-s network`` without its channel block."""
+    return ("network statistics:\n"
+            "\trecv:\n"
+            f"\t\tMalformed messages:\t{malformed:20d}\n"
+            f"\t\tWrong protocol version:\t{version:20d}\n"
+            f"\t\tMalformed header:\t{header:20d}\n"
+            f"\t\tMalformed payload:\t{payload:20d}\n"
+            f"\t\tBad message type:\t{msgtype:20d}\n"
+            f"\t\tTruncated message:\t{truncated:20d}\n"
+            f"\t\tBad message size:\t{size:20d}\n"
+            "\tsend:\n"
+            f"\t\tMalformed messages:\t{send_malformed:20d}\n\n"
+            "sequence tracking statistics:\n"
+            "\trecv:\n"
+            f"\t\tPackets lost:\t\t{lost:20d}\n"
+            f"\t\tPackets before:\t\t{before:20d}\n\n")
+
+
+def message_tracking(malformed: int, lost: int) -> str:
+    return f"message tracking:\n{malformed:20d} Malformed msgs {lost:20d} Lost msgs\n\n"
+
+
+def queue_stats(allocated: int, queues: list[tuple[str, int, int, int]]) -> str:
+    """``-s queue``: ``queues`` = (name, current, maximum, no-space errors), most recently
+    created last (printed first, as the reference walks its list)."""
+    out = [f"allocated queue nodes:\t\t{allocated:12d}\n\n"]
+    for name, cur, mx, err in queues:
+        out.append(f"queue {name}:\n"
+                   f"current elements:\t\t{cur:12d}\n"
+                   f"maximum elements:\t\t{mx:12d}\n"
+                   f"not enough space errors:\t{err:12d}\n\n")
+    return "".join(out)
