@@ -4,9 +4,6 @@ Python), and overruns with a tiny buffer followed by the resync that restores th
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 from typing import Iterator
 
 import pytest
@@ -17,7 +14,7 @@ from conntrack_tools.conntrackd.stats import StatsMode
 from conntrack_tools.conntrackd.sync import SyncMode
 from ctnetlink.client import Conntrack
 from ctnetlink.model import Flow, Tuple
-from helpers.miniloop import MiniLoop
+from helpers.ourdaemon import Daemon
 from helpers.netns import CONNTRACK, NetNS
 
 
@@ -34,24 +31,6 @@ def dns() -> Iterator[NetNS]:
 def clean(dns: NetNS) -> NetNS:
     dns.run(CONNTRACK, "-F", check=False)
     return dns
-
-
-class Daemon:
-    """The kernel side and a mode on a test loop, sockets opened in the namespace."""
-
-    def __init__(self, ns: NetNS, mode, settings: KernelSettings) -> None:
-        self.loop = MiniLoop()
-        self.logs: list[tuple[str, str]] = []
-        self.mode = mode
-        with ns.enter():
-            self.kernel = Kernel(settings, mode, loop=self.loop,
-                                 log=lambda lvl, msg: self.logs.append((lvl, msg)))
-            self.kernel.open()
-        mode.kernel = self.kernel
-
-    def close(self) -> None:
-        self.kernel.close()
-        self.loop.close()
 
 
 def udp(i: int, proto: int = 17) -> Flow:
