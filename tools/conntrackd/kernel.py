@@ -176,6 +176,20 @@ class Kernel:
         if s.poll_secs:
             self._poll_timer = self.loop.call_later(s.poll_secs, self._poll)
 
+    def open_without_cache(self) -> None:
+        """``DisableInternalCache``: the sockets without the start-up dump (events go to the
+        mode as they come; there is nothing to resync)."""
+        from ctnetlink.client import Conntrack
+
+        self.resync_enabled = False
+        self.ct = Conntrack(self._socket(rcvbuf=4 << 20))
+        self.origins[self.ct.sock.portid] = ORIGIN_FLUSH
+        spec = self.settings.filter
+        if spec is not None and not spec.empty:
+            self.log("notice", "using kernel-space event filtering" if spec.kernelspace
+                     else "using user-space event filtering")
+        self._open_events()
+
     def _open_events(self) -> None:
         s = self.settings
         groups = CT_GROUPS | (EXP_GROUPS if s.expectations else 0)

@@ -155,6 +155,9 @@ class SyncMode:
     def send(self, cache: Cache, key: bytes, msg_type: int) -> None:
         """Queue a state message about ``key`` for the peers (nothing without replication)."""
 
+    def send_bypass(self, msg_type: int, p: E.Parsed) -> None:
+        """``DisableInternalCache``: send an event's flow at once (replication stage)."""
+
     # --- fed by the kernel side (§6.2, §6.4, §6.5) --------------------------------------------
     def populate(self, p: E.Parsed) -> None:
         self.internal.update_force(p)
@@ -183,6 +186,17 @@ class SyncMode:
 
     def event(self, etype: int, p: E.Parsed, origin: int, buf: bytes, off: int, ln: int) -> bool:
         if origin == ORIGIN_INJECT:
+            return False
+        if self.settings.disable_internal_cache:
+            if origin == ORIGIN_NOT_ME:
+                i = etype - 1
+                self.bypass[i] += 1
+                self.send_bypass((NET_T_STATE_CT_NEW, NET_T_STATE_CT_UPD, NET_T_STATE_CT_DEL)[i], p)
+            if etype == DESTROY:
+                nbytes, npkts = E.counters(p.attrs)
+                self.traffic_bytes += nbytes
+                self.traffic_packets += npkts
+                return True
             return False
         cache = self.internal
         key = p.key
