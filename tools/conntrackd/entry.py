@@ -227,13 +227,58 @@ def top_attrs(buf, p: int, end: int) -> dict[int, bytes]:
     return out
 
 
+class _MsgShape:
+    """The top-level layout of a message body: where each attribute starts and ends
+    (the kernel sends the entries of a table in a handful of layouts)."""
+
+    __slots__ = ("mask", "expected", "slices")
+
+    def __init__(self, mask: int, expected: int, slices: tuple[tuple[int, int, int], ...]) -> None:
+        self.mask = mask
+        self.expected = expected
+        self.slices = slices
+
+
+_MSG_SHAPES: dict[int, list[_MsgShape]] = {}
+MAX_MSG_SHAPES = 2048
+
+
+def _attrs_by_shape(buf, body: int, end: int) -> dict[int, bytes]:
+    """:func:`top_attrs` with the layout cached by length and attribute headers."""
+    cands = _MSG_SHAPES.get(end - body)
+    if cands is not None:
+        v = int.from_bytes(buf[body:end], "little")
+        for sh in cands:
+            if v & sh.mask == sh.expected:
+                return {t: buf[body + a:body + b] for t, a, b in sh.slices}
+    slices = []
+    p = body
+    unpack = _HH.unpack_from
+    mask = bytearray(end - body)
+    while p + 4 <= end:
+        ln, t = unpack(buf, p)
+        if ln < 4 or p + ln > end:
+            raise DecodeError(f"bad attribute length {ln} at {p}")
+        q = min(p + ((ln + 3) & ~3), end)
+        slices.append((t & TYPE_MASK, p - body, q - body))
+        mask[p - body:p - body + 4] = b"\xff\xff\xff\xff"
+        p = q
+    if p == end and len({t for t, _, _ in slices}) == len(slices):
+        m = int.from_bytes(mask, "little")
+        if sum(len(c) for c in _MSG_SHAPES.values()) > MAX_MSG_SHAPES:
+            _MSG_SHAPES.clear()
+        _MSG_SHAPES.setdefault(end - body, []).append(
+            _MsgShape(m, int.from_bytes(buf[body:end], "little") & m, tuple(slices)))
+    return {t: buf[body + a:body + b] for t, a, b in slices}
+
+
 def parse(buf, off: int, ln: int, drop: Iterable[int] = ()) -> Parsed:
     """Split the conntrack message at ``buf[off:off+ln]`` (header included); attribute
     types in ``drop`` are left out (e.g. counters, use, timeout)."""
     if ln < 20 or off + ln > len(buf):
         raise DecodeError(f"bad message length {ln}")
     family = buf[off + 16]
-    attrs = top_attrs(buf, off + 20, off + ln)
+    attrs = _attrs_by_shape(buf, off + 20, off + ln)
     for t in drop:
         attrs.pop(t, None)
     return split(family, attrs)
