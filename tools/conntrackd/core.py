@@ -32,6 +32,7 @@ class Core:
 
     def __init__(self, config: Any, loop: Any, log: Callable[[str, str], None], *,
                  flow_log_file: Any = None, flow_syslog: bool | None = None,
+                 flow_writer: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.loop = loop
@@ -53,7 +54,8 @@ class Core:
             if flow_syslog is None:
                 flow_syslog = config.stats is not None and config.stats.syslog_facility is not None
             self.mode = StatsMode(limit=g.hashlimit, hashsize=g.hashsize, log=log, clock=clock,
-                                  flow_log=FlowLog(flow_log_file, bool(flow_syslog), clock=clock))
+                                  flow_log=FlowLog(flow_log_file, bool(flow_syslog), clock=clock,
+                                                   writer=flow_writer))
             populate = True
         self.populate = populate
         self.kernel = Kernel(KernelSettings.from_config(config), self.mode, loop=loop, log=log,

@@ -28,19 +28,26 @@ from .kernel import DESTROY, DROP_ALWAYS, NEW, UPDATE
 
 class FlowLog:
     """Where destroyed flows go: a file object (the Stats ``LogFile``, line buffered) and/or
-    syslog (``Syslog`` in Stats: priority LOG_INFO)."""
+    syslog (``Syslog`` in Stats: priority LOG_INFO), or a ``writer(text, t=seconds)``
+    that adds the time stamp itself (the daemon's logger)."""
 
     def __init__(self, file: Any = None, syslog: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 writer: Callable[..., Any] | None = None) -> None:
         self.file = file
         self.syslog = syslog
         self.clock = clock
+        self.writer = writer
 
     def __bool__(self) -> bool:
-        return self.file is not None or self.syslog
+        return self.file is not None or self.syslog or self.writer is not None
 
     def write(self, msg: bytes) -> None:
-        line = O.flow_log_line(msg, self.clock())
+        now = self.clock()
+        line = O.flow_log_line(msg, now)
+        if self.writer is not None:
+            self.writer(line.split("\t", 1)[1], t=now)
+            return
         if self.file is not None:
             try:
                 self.file.write(line + "\n")
