@@ -15,12 +15,15 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 
 from .netns import NetNS
 
 CONNTRACKD = "/usr/sbin/conntrackd"
+OURS = (sys.executable, "-m", "conntrack_tools.conntrackd")
+"""Our conntrackd (the same command line as the reference's)."""
 
 
 def request(path: str, code: int, timeout: float = 30.0) -> bytes:
@@ -39,10 +42,13 @@ def request(path: str, code: int, timeout: float = 30.0) -> bytes:
 
 
 class CDaemon:
-    """A C conntrackd in ``ns`` with ``general`` settings and a mode ``section``."""
+    """A C conntrackd in ``ns`` with ``general`` settings and a mode ``section``
+    (``program`` = :data:`OURS` runs ours the same way)."""
 
-    def __init__(self, ns: NetNS, section: str, general: str = "") -> None:
+    def __init__(self, ns: NetNS, section: str, general: str = "",
+                 program: tuple[str, ...] = (CONNTRACKD,)) -> None:
         self.ns = ns
+        self.program = program
         self.dir = tempfile.mkdtemp(prefix="dcore-cd-")
         self.config = os.path.join(self.dir, "conntrackd.conf")
         self.ctl = os.path.join(self.dir, "ctl")
@@ -55,7 +61,7 @@ class CDaemon:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> "CDaemon":
-        self.proc = self.ns.popen(CONNTRACKD, "-C", self.config, stdout=subprocess.DEVNULL,
+        self.proc = self.ns.popen(*self.program, "-C", self.config, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,9 +75,10 @@ class CDaemon:
     def request(self, code: int) -> bytes:
         return request(self.ctl, code)
 
-    def client(self, *args: str) -> subprocess.CompletedProcess:
-        """The reference client (``conntrackd -C cfg ARGS``): never starts a daemon."""
-        return self.ns.run(CONNTRACKD, "-C", self.config, *args, check=False)
+    def client(self, *args: str, program: tuple[str, ...] = (CONNTRACKD,)) -> subprocess.CompletedProcess:
+        """A client request (``conntrackd -C cfg ARGS``, the reference's by default):
+        never starts a daemon."""
+        return self.ns.run(*program, "-C", self.config, *args, check=False)
 
     def log_lines(self) -> list[str]:
         try:
