@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator

@@ -12,7 +12,7 @@ from conntrack_tools.conntrackd.cache import ALIVE, DEAD, NEW, Cache, ExpectCach
 from conntrack_tools.conntrackd.kernel import DROP_ALWAYS
 from ctnetlink.decode import decode_flow
 from ctnetlink.encode import encode_expect, encode_flow
-from ctnetlink.model import Counters, Expect, Flow, NatRange, TcpInfo, Tuple
+from ctnetlink.model import Counters, Expect, Flow, TcpInfo, Tuple
 from nfnl.message import build_nfnl
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from . import entry as E
 from . import handlers as H
 from . import output as O
-from .cache import DEAD, STATUS_MASK, Cache, ExpectCache
+from .cache import DEAD, Cache, ExpectCache
 from .kernel import DESTROY, DROP_ALWAYS, NEW, ORIGIN_INJECT, ORIGIN_NOT_ME, UPDATE
 
 # state message types (spec §5.4), what send() is told
@@ -372,8 +372,6 @@ class SyncMode:
         """``-i`` with DisableInternalCache: the kernel table (filtered), conntrack -L style."""
         if self.kernel is None:
             return ()
-        from ctnetlink.formats import text as T
-
         out: list[str] = []
         keep = self.kernel.keep
         for items in self.kernel.ct.dump_batches(0):
@@ -382,7 +380,6 @@ class SyncMode:
                     continue
                 msg = bytes(buf[off:off + ln])
                 out.append(O.flow_text(msg) + "\n")
-        del T
         return ["".join(out).encode()] if out else ()
 
     def _stats(self, internal: Cache, external: Cache) -> str:
@@ -431,6 +428,3 @@ class SyncMode:
         return {"caches": caches, "traffic_bytes": self.traffic_bytes,
                 "traffic_packets": self.traffic_packets}
 
-
-def is_dead(value: bytes) -> bool:
-    return value[0] & STATUS_MASK == DEAD
