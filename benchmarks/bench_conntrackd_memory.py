@@ -133,9 +133,6 @@ def main() -> None:
                 continue
             limit = max(262144, n + 1000)
             with netns("dcore-bench") as ns:
-                if host_max >= n:
-                    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                                    f"net.netfilter.nf_conntrack_max={host_max}"], check=False)
                 empty = {m: c_daemon_rss(ns, m, limit)[0] for m in ("stats", "sync")}
                 ours_empty = {m: our_rss(ns, m, limit)[0] for m in ("stats", "sync")}
                 fill(ns, n)
