@@ -120,3 +120,23 @@ def test_overrun_then_resync_restores_the_cache(clean: NetNS, mode: str) -> None
         assert len(warned) == (1 if st.netlink_overrun >= 2 else 0)
     finally:
         d.close()
+
+
+def test_polling_mode(clean: NetNS) -> None:
+    """PollSecs: no event socket; every N seconds a dump merges new entries and purges
+    (and logs) the ones the kernel no longer has."""
+    logged: list[bytes] = []
+    mode = StatsMode()
+    mode.flow_log.writer = lambda text, t=None: logged.append(text)
+    d = Daemon(clean, mode, KernelSettings(poll_secs=1))
+    try:
+        assert d.kernel.events_sock is None
+        assert ("notice", "running in polling mode") in d.logs
+        create(clean, [udp(i) for i in range(5)])
+        assert d.loop.run_until(lambda: len(mode.cache) == 5, timeout=5)
+        clean.run(CONNTRACK, "-D", "-s", "10.7.0.1")
+        assert d.loop.run_until(lambda: len(mode.cache) == 4, timeout=5)
+        assert len(logged) == 1 and "src=10.7.0.1 " in logged[0]
+        assert d.kernel.stats.events_received == 0
+    finally:
+        d.close()
