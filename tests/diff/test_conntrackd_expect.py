@@ -52,13 +52,14 @@ def pair(request) -> Iterator[tuple]:
         enable_tracking(ns)
         enable_ftp_helper(ns)
         c = CDaemon(ns, SYNC % helpers).start()
-        channel = SimpleNamespace(transport="udp", interface="lo", default=True)
-        ours = Daemon(ns, SyncMode(SyncSettings(channels=(channel,), expectation_sync=True,
-                                                expectation_helpers=(helpers,))),
-                      KernelSettings(expectations=True))
-        with ns.enter():
-            ftp = FtpServer()
+        ours = ftp = None
         try:
+            channel = SimpleNamespace(transport="udp", interface="lo", default=True)
+            ours = Daemon(ns, SyncMode(SyncSettings(channels=(channel,), expectation_sync=True,
+                                                    expectation_helpers=(helpers,))),
+                          KernelSettings(expectations=True))
+            with ns.enter():
+                ftp = FtpServer()
             with ns.enter():
                 ftp.session(socket.AF_INET, "PORT")
                 ftp.session(socket.AF_INET, "PASV")
@@ -66,9 +67,11 @@ def pair(request) -> Iterator[tuple]:
             ours.settle(0.5)
             yield helpers, c, ours
         finally:
-            ftp.close()
+            if ftp is not None:
+                ftp.close()
             c.close()
-            ours.close()
+            if ours is not None:
+                ours.close()
 
 
 def test_expectation_dumps_and_stats(pair) -> None:

@@ -57,9 +57,11 @@ def daemons(request) -> Iterator[tuple[str, NetNS, CDaemon, CDaemon]]:
         ns.sysctl("net.netfilter.nf_conntrack_acct", 1)
         ns.run(CONNTRACK, "-I", "-p", "tcp", "-s", "10.1.1.1", "-d", "10.2.2.2", "--sport", "10",
                "--dport", "20", "--state", "ESTABLISHED", "-t", "500", "-u", "ASSURED", "-m", "5")
-        c = CDaemon(ns, section).start()
-        ours = CDaemon(ns, section, program=OURS).start()
+        c = CDaemon(ns, section)
+        ours = CDaemon(ns, section, program=OURS)
         try:
+            c.start()
+            ours.start()
             ns.run(CONNTRACK, "-I", "-p", "udp", "-s", "2001:db8::1", "-d", "2001:db8::2",
                    "--sport", "11", "--dport", "21", "-t", "500", "-w", "3")
             with ns.enter():

@@ -42,7 +42,11 @@ class Pair:
         self.c = CDaemon(ns, "Stats {\n\tLogFile @STATSLOG@\n}\n").start()
         self.our_log_path = tmp / "ours-stats.log"
         self.our_log = open(self.our_log_path, "a", buffering=1)
-        self.ours = Daemon(ns, StatsMode(flow_log=FlowLog(self.our_log)))
+        try:
+            self.ours = Daemon(ns, StatsMode(flow_log=FlowLog(self.our_log)))
+        except BaseException:
+            self.c.close()
+            raise
 
     def both(self, code: int) -> tuple[bytes, bytes]:
         return self.c.request(code), self.ours.request(code)

@@ -53,8 +53,12 @@ class Pair:
         self.ns = ns
         self.c = CDaemon(ns, SYNC).start()
         channel = SimpleNamespace(transport="udp", interface="lo", default=True)
-        self.ours = Daemon(ns, SyncMode(SyncSettings(mode="ftfw", purge_timeout=2,
-                                                     channels=(channel,))))
+        try:
+            self.ours = Daemon(ns, SyncMode(SyncSettings(mode="ftfw", purge_timeout=2,
+                                                         channels=(channel,))))
+        except BaseException:
+            self.c.close()
+            raise
 
     def both(self, code: int) -> tuple[bytes, bytes]:
         return self.c.request(code), self.ours.request(code)

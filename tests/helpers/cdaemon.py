@@ -68,8 +68,10 @@ class CDaemon:
             if os.path.exists(self.log) and "initialization completed" in open(self.log).read():
                 return self
             if self.proc.poll() is not None:
+                self.proc = None
                 raise RuntimeError(f"conntrackd exited: {open(self.log).read() if os.path.exists(self.log) else ''}")
             time.sleep(0.02)
+        self.stop()
         raise TimeoutError("conntrackd did not start")
 
     def request(self, code: int) -> bytes:
