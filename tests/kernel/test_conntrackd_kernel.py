@@ -11,7 +11,7 @@ import pytest
 from conntrack_tools.conntrackd.filter import FilterSpec
 from conntrack_tools.conntrackd.kernel import Kernel, KernelSettings
 from conntrack_tools.conntrackd.stats import StatsMode
-from conntrack_tools.conntrackd.sync import SyncMode
+from conntrack_tools.conntrackd.syncmode import SyncMode
 from ctnetlink.client import Conntrack
 from ctnetlink.model import Flow, Tuple
 from helpers.ourdaemon import Daemon

@@ -17,7 +17,7 @@ from conntrack_tools.conntrackd.kernel import (
 )
 from conntrack_tools.conntrackd.metrics import MetricsServer, render
 from conntrack_tools.conntrackd.stats import FlowLog, StatsMode
-from conntrack_tools.conntrackd.sync import (
+from conntrack_tools.conntrackd.syncmode import (
     NET_T_STATE_CT_DEL, NET_T_STATE_CT_NEW, NET_T_STATE_CT_UPD, SyncMode, SyncSettings,
 )
 from ctnetlink.encode import encode_flow

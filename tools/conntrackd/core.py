@@ -24,7 +24,7 @@ from . import handlers as H
 from . import output as O
 from .kernel import Kernel, KernelSettings
 from .stats import FlowLog, StatsMode
-from .sync import SyncMode, SyncSettings
+from .syncmode import SyncMode, SyncSettings
 
 
 class Core:
