@@ -43,7 +43,7 @@ OURS = r"""
 import sys, time, selectors, heapq, itertools
 sys.path.insert(0, sys.argv[1])
 from conntrack_tools.conntrackd.kernel import Kernel, KernelSettings
-from conntrack_tools.conntrackd.sync import SyncMode
+from conntrack_tools.conntrackd.syncmode import SyncMode
 class Loop:
     def __init__(self):
         self.sel = selectors.DefaultSelector(); self.t = []; self.n = itertools.count()

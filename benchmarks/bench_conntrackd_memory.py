@@ -49,7 +49,7 @@ def rss():
             return int(l.split()[1]) * 1024
 from conntrack_tools.conntrackd.kernel import Kernel, KernelSettings
 from conntrack_tools.conntrackd.stats import StatsMode
-from conntrack_tools.conntrackd.sync import SyncMode
+from conntrack_tools.conntrackd.syncmode import SyncMode
 class Loop:
     def add_reader(self, fd, cb): pass
     def remove_reader(self, fd): pass

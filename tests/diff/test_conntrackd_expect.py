@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conntrack_tools.conntrackd import handlers as H  # noqa: E402
 from conntrack_tools.conntrackd.kernel import KernelSettings  # noqa: E402
-from conntrack_tools.conntrackd.sync import SyncMode, SyncSettings  # noqa: E402
+from conntrack_tools.conntrackd.syncmode import SyncMode, SyncSettings  # noqa: E402
 from helpers.cdaemon import CDaemon  # noqa: E402
 from helpers.ftp import FtpServer, enable_ftp_helper, enable_tracking  # noqa: E402
 from helpers.netns import NetNS  # noqa: E402

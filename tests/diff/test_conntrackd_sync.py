@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conntrack_tools.conntrackd import handlers as H  # noqa: E402
-from conntrack_tools.conntrackd.sync import SyncMode, SyncSettings  # noqa: E402
+from conntrack_tools.conntrackd.syncmode import SyncMode, SyncSettings  # noqa: E402
 from helpers.cdaemon import CDaemon  # noqa: E402
 from helpers.netns import CONNTRACK, NetNS  # noqa: E402
 from helpers.ourdaemon import Daemon  # noqa: E402
