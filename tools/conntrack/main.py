@@ -48,30 +48,6 @@ def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
     return out, path
 
 
-class _Stderr:
-    """stderr as stdio treats it: written through, and a failed write (fd 2 closed, a
-    full disk) loses the text without changing what the program does or its status."""
-
-    def __init__(self, f) -> None:
-        self.f = f
-
-    def write(self, text: str) -> None:
-        if self.f is None:  # started with fd 2 closed
-            return
-        try:
-            self.f.write(text)
-            self.f.flush()
-        except (OSError, ValueError):
-            pass
-
-    def flush(self) -> None:
-        if self.f is not None:
-            try:
-                self.f.flush()
-            except (OSError, ValueError):
-                pass
-
-
 def _implementation_line() -> str:
     """``-V`` with ``CONNTRACK_IMPLEMENTATION`` set: which implementation this is."""
     try:
@@ -136,12 +112,13 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
     """Run the program; returns the exit status (the console script exits with it)."""
     if argv is None:
         argv = sys.argv
-    err = _Stderr(stderr if stderr is not None else sys.stderr)
+    from .output import Stderr, Stdout
+
+    # sys.stderr is None when the program started with descriptor 2 closed
+    err = Stderr(stderr, closed=stderr is None and sys.stderr is None)
     argv, capture = extract_capture(list(argv))
     if capture:
         os.environ["NFNL_PCAP"] = capture
-    from .output import Stdout
-
     out = Stdout(stdout_fd)
     ctx = None
     try:
