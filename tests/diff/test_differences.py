@@ -234,3 +234,40 @@ def test_json_with_userspace_or_labels(module_ns, other: str) -> None:
     assert ours.status == 0 and ours.err == PREFIX + b"0 flow entries have been shown.\n"
     ref = runner.ref("-L", "-o", f"save,{other}")
     assert ref.status == (0 if other == "userspace" else 1)
+
+
+TRY = b"Try `conntrack -h' or 'conntrack --help' for more information.\n"
+LONG_LINES = [  # (file, what the reference makes of the second piece of its cut line)
+    (b" " * 10239 + b"-X\n", b"unknown option `-X'"),
+    (b"-D -s 1.1.1.1" + b" " * 10226 + b"x\n", b"Cannot use command `unknown' with --load-file"),
+]
+
+
+@pytest.mark.parametrize("data,ref_message", LONG_LINES, ids=["-X", "x"])
+def test_batch_line_longer_than_the_buffer(module_ns, workdir, data: bytes, ref_message: bytes) -> None:
+    """A -R line of more than 10239 bytes: the reference cuts it into fgets pieces and
+    parses each as a line of its own; ours refuses the line."""
+    _, runner = module_ns
+    path = workdir / "long-line.txt"
+    path.write_bytes(data)
+    ref = runner.ref("-R", str(path))
+    assert (ref.status, ref.out, ref.err) == (2, b"", PREFIX + ref_message + b"\n" + TRY)
+    ours = runner.ours("-R", str(path))
+    assert (ours.status, ours.out) == (2, b"")
+    assert ours.err == PREFIX + f"line 1 of {path} is longer than 10239 bytes\n".encode() + TRY
+
+
+@pytest.mark.parametrize("which", ["directory", "read error"])
+def test_batch_file_that_cannot_be_read(module_ns, workdir, which: str) -> None:
+    """-R DIRECTORY: the reference's fopen succeeds and its first fgets fails, so it runs
+    an empty batch (nothing printed, exit 0), as for a read error (``/proc/self/mem``
+    fails at offset 0); ours says it cannot open or read the file."""
+    _, runner = module_ns
+    path = str(workdir) if which == "directory" else "/proc/self/mem"
+    ref = runner.ref("-R", path)
+    assert (ref.status, ref.out, ref.err) == (0, b"", b"")
+    ours = runner.ours("-R", path)
+    assert (ours.status, ours.out) == (2, b"")
+    message = (f"Failed to open file {path} for reading" if which == "directory"
+               else f"Failed to read file {path}: Input/output error")
+    assert ours.err == PREFIX + message.encode() + b"\n" + TRY

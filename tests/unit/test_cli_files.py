@@ -1,7 +1,8 @@
 """The files around a ``conntrack`` run (no kernel: the errors come before any socket, and
 a working capture records a replayed conversation): ``--capture FILE`` and the library's
 ``NFNL_PCAP`` / ``NFNL_REPLAY`` variables name the file and the reason when the file
-cannot be used, never a socket failure."""
+cannot be used, never a socket failure; ``-R`` of an endless file stops at its first
+line under a memory limit."""
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ import pytest
 
 from conntrack_tools.conntrack.main import main
 from nfnl.message import build_message, build_nfnl
-from nfnl.pcap import read_pcap
+from nfnl.pcap import PcapWriter, read_pcap
 from nfnl.replay import installed
 
 PREFIX = "conntrack v1.4.7 (conntrack-tools): "
@@ -103,3 +104,20 @@ def test_real_start_up_path(tmp_path) -> None:
     assert r.returncode == 1
     assert r.stderr.decode() == (f"{PREFIX}NFNL_REPLAY: Failed to open file {tmp_path}/missing.pcap "
                                  "for reading: No such file or directory\n")
+
+
+def test_endless_batch_file_under_a_memory_limit(tmp_path) -> None:
+    """``-R /dev/zero`` reads one line's worth and refuses it; before, the whole file was
+    read into memory (an address-space limit of 512 MiB ended it with MemoryError)."""
+    import resource
+
+    limit = 512 << 20
+    empty = tmp_path / "empty.pcap"
+    with PcapWriter(str(empty)):
+        pass
+    r = subprocess.run([sys.executable, "-m", "conntrack_tools.conntrack", "-R", "/dev/zero"],
+                       env={**os.environ, "NFNL_REPLAY": str(empty)}, capture_output=True,
+                       timeout=60, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS,
+                                                                         (limit, limit)))
+    assert (r.returncode, r.stdout) == (2, b"")
+    assert r.stderr.decode() == f"{PREFIX}line 1 of /dev/zero is longer than 10239 bytes\n{TRY}"

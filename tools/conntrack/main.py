@@ -150,8 +150,11 @@ def run_invocation(inv: Invocation, ctx, *, batch: bool = False) -> int:
 
 
 def run_batch(batch: Batch, ctx) -> int:
-    for inv in batch.invocations:
-        run_invocation(inv, ctx, batch=True)
+    try:
+        for inv in batch:
+            run_invocation(inv, ctx, batch=True)
+    finally:
+        batch.close()
     return 0
 
 
