@@ -30,7 +30,18 @@ apt_install() {  # PACKAGE...: install those of the Debian packages that are mis
         apt-get update -q >/dev/null
         _apt_updated=1
     fi
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # no service may start on installation (conntrackd, keepalived: their default
+    # configurations would run daemons in the host's namespace)
+    local policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy=1
+    fi
+    local status=0
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
 }
 
 project_venv() {  # [EXTRA]: .venv with this project installed (editable) and its extras
