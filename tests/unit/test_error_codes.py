@@ -2,7 +2,7 @@
 sends ``-errno``; a positive code and ``INT_MIN`` (which has no positive counterpart) are
 read as libmnl reads them, so the library raises a NetlinkError with a defined errno and
 ``conntrack`` prints what the reference prints (checked against /usr/sbin/conntrack with
-the same codes in tests/diff/test_error_codes.py)."""
+the same codes in tests/diff/test_kernel_error_codes.py)."""
 from __future__ import annotations
 
 import io
