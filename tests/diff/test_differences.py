@@ -231,7 +231,8 @@ def test_json_with_userspace_or_labels(module_ns, other: str) -> None:
     map: the JSON objects then carry label names."""
     _, runner = module_ns
     ours = runner.ours("-L", "-o", f"json,{other}")
-    assert ours.status == 0 and ours.err == PREFIX + b"0 flow entries have been shown.\n"
+    assert ours.status == 0 and ours.err.endswith(b" flow entries have been shown.\n")
+    assert all(line.startswith(b"{") for line in ours.out.splitlines())
     ref = runner.ref("-L", "-o", f"save,{other}")
     assert ref.status == (0 if other == "userspace" else 1)
 
