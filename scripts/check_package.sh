@@ -17,13 +17,17 @@ trap cleanup EXIT
 pip_q=(-q --disable-pip-version-check)
 
 "$PY" -m venv "$tmp/build-env"
-"$tmp/build-env/bin/pip" install "${pip_q[@]}" build
+# build with the backend pyproject.toml names, installed once here (the pip install of the
+# sdist below builds in an isolated environment of its own, from build-system.requires)
+backend=$(sed -n 's/^requires = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '"' | tr ',' ' ')
+# shellcheck disable=SC2086
+"$tmp/build-env/bin/pip" install "${pip_q[@]}" build wheel $backend
 # built from a copy of the tree (setuptools leaves build files in its source directory);
 # the wheel is built from the sdist: the sdist must hold everything a build needs
 mkdir "$tmp/src"
 tar -c --exclude=./.venv --exclude=./.git . | tar -x -C "$tmp/src"
-"$tmp/build-env/bin/python" -m build --outdir "$tmp/dist" "$tmp/src" >"$tmp/build.log" 2>&1 \
-    || { cat "$tmp/build.log" >&2; exit 1; }
+"$tmp/build-env/bin/python" -m build --no-isolation --outdir "$tmp/dist" "$tmp/src" \
+    >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log" >&2; exit 1; }
 sdist=$(ls "$tmp"/dist/*.tar.gz)
 wheel=$(ls "$tmp"/dist/*.whl)
 
