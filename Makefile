@@ -1,6 +1,10 @@
 # Project tasks. `make fixtures` needs root (network namespaces, strace); the rest does not.
-PYTHON ?= python3
+# They run in the project's virtual environment .venv (scripts/test.sh or scripts/demo.sh
+# creates it); the corpus's setup steps run `python3 -m conntrack_tools.fixture.traffic`,
+# so .venv/bin comes first on their PATH (every conntrack they run is /usr/sbin/conntrack).
+PYTHON ?= .venv/bin/python
 JOBS ?= 2
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: fixtures fixture-tests fixture-coverage
 

@@ -39,4 +39,7 @@ class DumpInterrupted(NetlinkError):
 def _strerror(code: int) -> str:
     if code == 524:
         return "Unknown error 524"
-    return os.strerror(code)
+    try:
+        return os.strerror(code)
+    except (ValueError, OverflowError):  # beyond a C int
+        return f"Unknown error {code}"

@@ -73,8 +73,20 @@ def set_seq(msg: bytes, seq: int, pid: int | None = None) -> bytes:
     return NLMSGHDR.pack(ln, mtype, flags, seq, old_pid if pid is None else pid) + msg[NLMSG_HDRLEN:]
 
 
+INT_MIN = -0x80000000
+
+
+def error_code(code: int) -> int:
+    """The errno of an NLMSG_ERROR code, read as libmnl reads it: the kernel sends
+    ``-errno``, a few subsystems ``+errno`` (taken as it is); ``INT_MIN`` has no
+    positive counterpart in 32 bits and stays ``INT_MIN`` (glibc calls it ``Unknown
+    error -2147483648``)."""
+    return code if code > 0 or code == INT_MIN else -code
+
+
 class NlError:
-    """Payload of an NLMSG_ERROR message (``errno`` positive, 0 for an ACK)."""
+    """Payload of an NLMSG_ERROR message (``errno`` as :func:`error_code` gives it:
+    positive, 0 for an ACK, INT_MIN for that odd code)."""
 
     __slots__ = ("errno", "request_header", "request", "ext_ack")
 
@@ -99,7 +111,7 @@ def parse_error(buf: bytes | memoryview, off: int, ln: int, flags: int) -> NlErr
     if ln < NLMSG_HDRLEN + _ERRNO_AND_HDR.size:
         if ln >= NLMSG_HDRLEN + 4:
             (err,) = NLMSGERR_ERRNO.unpack_from(buf, body)
-            return NlError(-err, (0, 0, 0, 0, 0), b"")
+            return NlError(error_code(err), (0, 0, 0, 0, 0), b"")
         raise NetlinkDecodeError("truncated NLMSG_ERROR", off)
     err, *hdr = _ERRNO_AND_HDR.unpack_from(buf, body)
     req_start = body + 4
@@ -113,7 +125,7 @@ def parse_error(buf: bytes | memoryview, off: int, ln: int, flags: int) -> NlErr
         tlv = req_start + nlmsg_align(req_len)
         if tlv < off + ln:
             ext = decode_attrs(C.ATTRS, "nlmsgerr_attrs", buf, tlv, off + ln)
-    return NlError(-err, tuple(hdr), request, ext)
+    return NlError(error_code(err), tuple(hdr), request, ext)
 
 
 CONTROL_NAMES = {NLMSG_NOOP: "NLMSG_NOOP", NLMSG_ERROR: "NLMSG_ERROR", NLMSG_DONE: "NLMSG_DONE",

@@ -115,8 +115,12 @@ class PcapWriter:
             self._owned = True
         self._nanosecond = nanosecond
         magic = _PCAP_MAGIC_NS if nanosecond else _PCAP_MAGIC_US
-        self._file.write(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, SNAPLEN, LINKTYPE_NETLINK))
-        self._file.flush()
+        try:
+            self._file.write(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, SNAPLEN, LINKTYPE_NETLINK))
+            self._file.flush()
+        except BaseException:  # e.g. /dev/full: the file is not left open
+            self.close()
+            raise
 
     def write(self, data: bytes, direction: "Direction", family: int = NETLINK_NETFILTER,
               ts_ns: int | None = None) -> None:

@@ -710,18 +710,21 @@ def installed(recording: Replay | Recording, **kw: Any) -> Iterator[Replay]:
         uninstall()
 
 
-_env_replay: Replay | None = None
+_env_replay: tuple[str, Replay] | None = None
 
 
 def env_replay() -> Replay | None:
-    """The process-wide replay named by ``NFNL_REPLAY`` (loaded on first use), or None."""
+    """The process-wide replay named by ``NFNL_REPLAY`` (loaded on first use, and anew
+    when the variable names another file), or None. Raises ``OSError`` or
+    :class:`~nfnl.pcap.PcapError` when the file cannot be read."""
     global _env_replay
     path = os.environ.get("NFNL_REPLAY")
     if not path:
         return None
-    if _env_replay is None:
-        _env_replay = Replay(path, strict=os.environ.get("NFNL_REPLAY_STRICT", "") not in ("", "0"))
-    return _env_replay
+    if _env_replay is None or _env_replay[0] != path:
+        strict = os.environ.get("NFNL_REPLAY_STRICT", "") not in ("", "0")
+        _env_replay = (path, Replay(path, strict=strict))
+    return _env_replay[1]
 
 
 def main(argv: list[str] | None = None) -> int:

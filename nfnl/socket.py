@@ -61,20 +61,31 @@ class Tap:
         raise NotImplementedError
 
 
-_env_tap: Tap | None = None
+_env_tap: tuple[str, Tap] | None = None
 
 
 def env_tap() -> Tap | None:
-    """The process-wide tap named by ``NFNL_PCAP`` (opened on first use), or None."""
+    """The process-wide tap named by ``NFNL_PCAP`` (opened on first use, and anew when
+    the variable names another file), or None. Raises ``OSError`` when the file cannot
+    be written."""
     global _env_tap
     path = os.environ.get("NFNL_PCAP")
     if not path:
         return None
-    if _env_tap is None:
+    if _env_tap is None or _env_tap[0] != path:
         from .pcap import PcapWriter
 
-        _env_tap = PcapWriter(path)
-    return _env_tap
+        close_env_tap()
+        _env_tap = (path, PcapWriter(path))
+    return _env_tap[1]
+
+
+def close_env_tap() -> None:
+    """Close the file of :func:`env_tap` (a later socket opens it again, from scratch)."""
+    global _env_tap
+    if _env_tap is not None:
+        tap, _env_tap = _env_tap[1], None
+        tap.close()  # type: ignore[attr-defined]
 
 
 def _open(protocol: int):

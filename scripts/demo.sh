@@ -1,38 +1,37 @@
 #!/usr/bin/env bash
-# Demo on real data: a private network namespace with real TCP, UDP and ICMP traffic,
-# then our `conntrack -L` (plain and -o extended) and the events our `conntrack -E`
-# saw while the traffic ran. Needs root; installs iproute2/nftables and this project
-# if they are missing. Leaves nothing behind.
+# Demo on real data (as root): a private network namespace with real TCP, UDP and ICMP
+# traffic, then our `conntrack -L` (plain and -o extended) and the events our `conntrack -E`
+# saw while the traffic ran. Installs what is missing (iproute2 and nftables with apt; this
+# project into .venv in the checkout, see scripts/_setup.sh) and leaves nothing behind: the
+# namespace is deleted and no command outside the checkout changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
-PY=${PYTHON:-python3}
-need=()
-command -v ip >/dev/null || need+=(iproute2)
-command -v nft >/dev/null || need+=(nftables)
-if [ ${#need[@]} -gt 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
-fi
-"$PY" -c "import conntrack_tools.conntrack" 2>/dev/null || "$PY" -m pip install -q -e .
+. scripts/_setup.sh
+need_root
+apt_install iproute2 nftables
+project_venv
 
-NS=demo-$$
-CT=("$PY" -m conntrack_tools.conntrack)
+NS=pyconntrack-demo-$$
+PY=.venv/bin/python
+CT=(.venv/bin/conntrack)
 ip netns add "$NS"
 EVPID=
+events=$(mktemp)
 cleanup() {
-    [ -n "$EVPID" ] && kill -INT "$EVPID" 2>/dev/null || true
+    [ -n "$EVPID" ] && kill -INT "$EVPID" 2>/dev/null && wait "$EVPID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
+    rm -f "$events"
 }
 trap cleanup EXIT
 ip netns exec "$NS" ip link set lo up
-# conntrack only tracks a namespace's packets once a rule there uses it
+# The kernel tracks a namespace's packets (and sends events) only once a rule there uses
+# conntrack: without it both `conntrack -L` (ours and the C tool) show nothing.
 ip netns exec "$NS" nft -f - <<'NFT'
 table inet demo {
     chain out { type filter hook output priority 0; ct state new counter; }
 }
 NFT
 
-events=$(mktemp)
 ip netns exec "$NS" "${CT[@]}" -E -o timestamp >"$events" 2>&1 &
 EVPID=$!
 # wait until the listener has joined its multicast groups (no fixed sleep)
@@ -55,6 +54,7 @@ t.join(); srv.close()
 a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(("127.0.0.1", 5353))
 b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.sendto(b"query", ("127.0.0.1", 5353))
 data, peer = a.recvfrom(100); a.sendto(b"answer", peer); b.recvfrom(100)
+a.close(); b.close()
 # ICMP echo over IPv4 and IPv6
 for fam, addr, typ in ((socket.AF_INET, "127.0.0.1", 8), (socket.AF_INET6, "::1", 128)):
     s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMP if fam == socket.AF_INET else socket.IPPROTO_ICMPV6)
@@ -65,7 +65,7 @@ for fam, addr, typ in ((socket.AF_INET, "127.0.0.1", 8), (socket.AF_INET6, "::1"
     s.sendto(body, (addr, 0)); s.close()
 PYEOF
 
-echo "### conntrack -L   (ours, in namespace $NS)"
+echo "### conntrack -L   (ours: .venv/bin/conntrack, in namespace $NS)"
 ip netns exec "$NS" "${CT[@]}" -L
 echo
 echo "### conntrack -L -o extended"
@@ -73,4 +73,4 @@ ip netns exec "$NS" "${CT[@]}" -L -o extended
 echo
 kill -INT "$EVPID"; wait "$EVPID" || true; EVPID=
 echo "### conntrack -E -o timestamp   (what the listener saw while the traffic ran)"
-cat "$events"; rm -f "$events"
+cat "$events"

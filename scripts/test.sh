@@ -1,44 +1,28 @@
 #!/usr/bin/env bash
-# Run the whole test suite on this machine (as root): installs what a fresh machine
-# lacks (Debian packages: the reference conntrack tools, nftables, iproute2, strace,
-# tshark; Python: this project with its test extras), checks that both `pip install .`
-# and `pip install -e .` work, then runs pytest. Extra arguments go to pytest.
+# The whole test suite on this machine, as root. Installs what a fresh machine lacks: the
+# Debian packages (the reference conntrack tools, nftables, iproute2, strace, tshark,
+# keepalived, a C compiler for one test's LD_PRELOAD library) and, into the project's
+# virtual environment .venv in the checkout, this project with its test extras (nothing
+# goes into the system's Python). Then, without arguments: the packaging check (wheel and
+# sdist install into fresh environments: scripts/check_package.sh), the first-run check
+# (README's first command in a fresh clone changes no command of the host:
+# scripts/check_first_run.sh) and all of pytest. With arguments, only pytest, with them
+# (e.g. `scripts/test.sh -k events`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-if [ "$(id -u)" != 0 ]; then
-    echo "scripts/test.sh must run as root (kernel tests use network namespaces)" >&2
-    exit 1
+. scripts/_setup.sh
+need_root
+SECONDS=0
+apt_install conntrack conntrackd nftables iproute2 strace tshark keepalived gcc libc6-dev git
+project_venv test
+.venv/bin/python -m nfnl.compile --check
+echo "setup: ${SECONDS}s" >&2
+if [ $# -eq 0 ]; then
+    start=$SECONDS
+    scripts/check_package.sh
+    echo "packaging check: $((SECONDS - start))s" >&2
+    start=$SECONDS
+    scripts/check_first_run.sh
+    echo "first-run check: $((SECONDS - start))s" >&2
 fi
-
-need=()
-for pkg in conntrack conntrackd nftables iproute2 strace tshark keepalived; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${need[@]}"
-fi
-
-PY=${PYTHON:-python3}
-
-# 1. a regular (non-editable) install into a throw-away venv must work
-venv=$(mktemp -d)
-trap 'rm -rf "$venv"' EXIT
-"$PY" -m venv "$venv"
-"$venv/bin/pip" install -q . 
-"$venv/bin/python" - <<'PYEOF'
-import importlib
-for m in ("nfnl", "nfnl.socket", "ctnetlink", "ctnetlink.client", "ctnetlink.formats",
-          "conntrack_tools", "conntrack_tools.conntrack"):
-    importlib.import_module(m)
-print("pip install . OK")
-PYEOF
-
-# 2. the editable install the suite runs against
-"$PY" -m pip install -q -e '.[test]'
-"$PY" -m nfnl.compile --check
-
-exec "$PY" -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q "$@"

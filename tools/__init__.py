@@ -1,1 +1,2 @@
-"""The programs: conntrack, conntrackd and fixture tooling (imported as conntrack_tools)."""
+"""The programs (installed as the import package ``conntrack_tools``): the ``conntrack`` command
+and the fixture tooling."""

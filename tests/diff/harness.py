@@ -114,14 +114,17 @@ class Proc:
                  xtables: str | None = None, nobody: bool = False, merge: bool = False,
                  stdout: str | None = None, stderr: str | None = None,
                  hide_protocols: str | None = None, hide: tuple[str, ...] = (),
-                 binds: tuple[tuple[str, str], ...] = (), nofile: int | None = None) -> None:
+                 binds: tuple[tuple[str, str], ...] = (), nofile: int | None = None,
+                 exec_ours: bool = False) -> None:
         """``merge``: stderr goes to the stdout pipe (``2>&1``); ``stdout``/``stderr``:
         ``"closed"`` (``>&-``), ``"full"`` (``>/dev/full``) or ``"broken"`` (a pipe whose
         reader is gone: SIGPIPE); ``hide_protocols``: an empty directory on which the child
         mounts the tmpfs that makes /etc/protocols disappear (overlay whiteout); ``hide``:
         directories covered by an empty tmpfs (their files vanish); ``binds``: (source,
         target) bind mounts (``("/dev/null", FILE)`` empties FILE); ``nofile``: the
-        RLIMIT_NOFILE of the program (3: no socket can be opened)."""
+        RLIMIT_NOFILE of the program (3: no socket can be opened); ``exec_ours``: ours
+        runs as ``python3 -m conntrack_tools.conntrack`` (as with ``PYCT_DIFF_EXEC=1``: the
+        interpreter starts, reads the environment and decodes argv itself)."""
         self.which = which
         self.args = list(args)
         self.out = bytearray()
@@ -180,7 +183,7 @@ class Proc:
                     os.setuid(65534)
                 if which == "ref":
                     os.execve(REFERENCE, argv, child_env)
-                elif EXEC_OURS:
+                elif EXEC_OURS or exec_ours:
                     os.execve(sys.executable, [sys.executable, "-m", "conntrack_tools.conntrack",
                                                *args], child_env)
                 else:

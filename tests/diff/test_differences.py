@@ -7,6 +7,8 @@ compared after the command wherever the kernel state must end up the same.
 """
 from __future__ import annotations
 
+import pytest
+
 from harness import PREFIX, assert_same, same_output
 from test_mutating import A4, B4, T, Case, run_both
 
@@ -198,3 +200,75 @@ def test_label_update_without_label_extension(xtables, workdir) -> None:
         PREFIX + b"1 flow entries have been updated.\n"
     assert ours.status == 1 and ours.out == b""
     assert ours.err == PREFIX + b"0 flow entries have been updated.\n"
+
+
+JSON_REFUSED = ["xml", "extended", "timestamp", "id", "ktimestamp", "save"]
+
+
+def _json_for_save(result):
+    return result.status, result.out, result.err.replace(b"save", b"json")
+
+
+@pytest.mark.parametrize("words", [["-o", "json,{}"], ["-o", "{},json"], ["-o", "json", "-o", "{}"]],
+                         ids=["json,T", "T,json", "-o json -o T"])
+@pytest.mark.parametrize("other", JSON_REFUSED)
+def test_json_takes_the_rule_of_save(module_ns, other: str, words: list[str]) -> None:
+    """-o json (ours) combines with other output types as -o save does in the reference:
+    refused with the same message and exit status 1 (-o labels aside, see below)."""
+    _, runner = module_ns
+    ours = runner.ours("-L", *(w.format(other) for w in words))
+    if other == "save":  # the reference's own rule for save then speaks first or ours does
+        assert ours.status == 1 and ours.out == b"" and b"cannot combine " in ours.err
+        return
+    ref = runner.ref("-L", *(w.replace("json", "save").format(other) for w in words))
+    assert ref.err == PREFIX + b"cannot combine save output with any other output type, use -o save only\n"
+    assert (ours.status, ours.out, ours.err) == _json_for_save(ref)
+
+
+@pytest.mark.parametrize("other", ["userspace", "labels"])
+def test_json_with_userspace_or_labels(module_ns, other: str) -> None:
+    """userspace goes with json as with save; labels (refused with save) loads the label
+    map: the JSON objects then carry label names."""
+    _, runner = module_ns
+    ours = runner.ours("-L", "-o", f"json,{other}")
+    assert ours.status == 0 and ours.err.endswith(b" flow entries have been shown.\n")
+    assert all(line.startswith(b"{") for line in ours.out.splitlines())
+    ref = runner.ref("-L", "-o", f"save,{other}")
+    assert ref.status == (0 if other == "userspace" else 1)
+
+
+TRY = b"Try `conntrack -h' or 'conntrack --help' for more information.\n"
+LONG_LINES = [  # (file, what the reference makes of the second piece of its cut line)
+    (b" " * 10239 + b"-X\n", b"unknown option `-X'"),
+    (b"-D -s 1.1.1.1" + b" " * 10226 + b"x\n", b"Cannot use command `unknown' with --load-file"),
+]
+
+
+@pytest.mark.parametrize("data,ref_message", LONG_LINES, ids=["-X", "x"])
+def test_batch_line_longer_than_the_buffer(module_ns, workdir, data: bytes, ref_message: bytes) -> None:
+    """A -R line of more than 10239 bytes: the reference cuts it into fgets pieces and
+    parses each as a line of its own; ours refuses the line."""
+    _, runner = module_ns
+    path = workdir / "long-line.txt"
+    path.write_bytes(data)
+    ref = runner.ref("-R", str(path))
+    assert (ref.status, ref.out, ref.err) == (2, b"", PREFIX + ref_message + b"\n" + TRY)
+    ours = runner.ours("-R", str(path))
+    assert (ours.status, ours.out) == (2, b"")
+    assert ours.err == PREFIX + f"line 1 of {path} is longer than 10239 bytes\n".encode() + TRY
+
+
+@pytest.mark.parametrize("which", ["directory", "read error"])
+def test_batch_file_that_cannot_be_read(module_ns, workdir, which: str) -> None:
+    """-R DIRECTORY: the reference's fopen succeeds and its first fgets fails, so it runs
+    an empty batch (nothing printed, exit 0), as for a read error (``/proc/self/mem``
+    fails at offset 0); ours says it cannot open or read the file."""
+    _, runner = module_ns
+    path = str(workdir) if which == "directory" else "/proc/self/mem"
+    ref = runner.ref("-R", path)
+    assert (ref.status, ref.out, ref.err) == (0, b"", b"")
+    ours = runner.ours("-R", path)
+    assert (ours.status, ours.out) == (2, b"")
+    message = (f"Failed to open file {path} for reading" if which == "directory"
+               else f"Failed to read file {path}: Input/output error")
+    assert ours.err == PREFIX + message.encode() + b"\n" + TRY

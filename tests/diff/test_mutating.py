@@ -249,3 +249,19 @@ def test_mutating(module_ns, case: Case) -> None:
 
 def test_enough_cases() -> None:
     assert len(CASES) >= 120
+
+
+BATCHES = [c for c in CASES if c.args[0] == "-R"]
+
+
+@pytest.mark.parametrize("case", BATCHES, ids=[c.id for c in BATCHES])
+def test_mutating_batch_not_held(module_ns, case: Case, monkeypatch) -> None:
+    """The -R cases again, ours holding no parsed line (KEEP = 0, as for a file of more
+    than KEEP lines): checked first, then parsed again from its copy as it runs."""
+    from conntrack_tools.conntrack import batch
+
+    monkeypatch.setattr(batch, "KEEP", 0)  # the forked child running ours inherits it
+    ns, runner = module_ns
+    ref, ref_table, ours, our_table = run_both(ns, runner, case)
+    assert_same(ref, ours, unordered=_unordered(case.args), ids=True)
+    assert our_table == ref_table, "tables differ after the command"

@@ -156,7 +156,7 @@ def test_json_listing(rich) -> None:
 
 
 @pytest.mark.parametrize("args", [["-p", "tcp"], ["-f", "ipv6"], ["-g"], ["-w", "3"],
-                                  ["-m", "0x10/0x10", "-o", "id"]])
+                                  ["-m", "0x10/0x10"]])
 def test_json_filtered(rich, args) -> None:
     from ctnetlink.formats.json import validate
 

@@ -24,7 +24,7 @@ def kinds(doc: dict) -> set[tuple[str, str, int]]:
     return out
 
 
-def test_capture_script_reproduces_the_committed_data(tmp_path) -> None:
+def test_capture_script_reproduces_the_committed_data(tmp_path, label_names) -> None:
     home = current_netns()
     out = tmp_path / "kernel_messages.json"
     assert capture.main(["capture.py", str(out)]) == 0

@@ -103,7 +103,7 @@ def test_not_supported_nat_change(ns, ct) -> None:
     check(e.value, NotSupported, errno.EOPNOTSUPP, 0x100)
 
 
-def test_no_space_for_labels(ns, ct) -> None:
+def test_no_space_for_labels(ns, ct, label_names) -> None:
     """Without a label user in the namespace entries lack the label extension."""
     ct.create(UDP)
     with pytest.raises(NoSpace) as e:

@@ -751,6 +751,124 @@ def test_batch_files_and_stdin(tmp_path: Path) -> None:
     assert isinstance(res, CliError) and res.message == "unknown option `-R'"
 
 
+LONG = [  # (file content, the error or None when accepted)
+    (b" " * 10237 + b"-F\n", None),                        # 10239 bytes before the newline
+    (b" " * 10237 + b"-F", None),                           # the same without newline
+    (b" " * 10238 + b"-F\n", "line 1 of {} is longer than 10239 bytes"),
+    (b"-F\n# x\n\n" + b"#" * 10240 + b"\n-F\n", "line 4 of {} is longer than 10239 bytes"),
+    (b"-F\n" + b"x" * 20000, "line 2 of {} is longer than 10239 bytes"),
+    (b"-F\n-X\n" + b"x" * 20000, "unknown option `-X'"),  # errors in line order
+]
+
+
+@pytest.mark.parametrize("data,error", LONG, ids=["10239 bytes", "10239 bytes, no newline",
+                                                  "10240 bytes", "after comments",
+                                                  "last line", "earlier error"])
+def test_batch_line_limit(tmp_path: Path, data: bytes, error: str | None) -> None:
+    res = batch_result(data, tmp_path)
+    if error is None:
+        assert isinstance(res, Batch) and [inv.command for inv in res] == [Command.FLUSH]
+    else:
+        assert isinstance(res, CliError) and res.status == 2
+        assert res.message == error.format(tmp_path / "batch.txt")
+
+
+class Zeros(io.RawIOBase):
+    """An endless stream of NUL bytes that fails the test once 1 MiB has been read."""
+
+    def __init__(self) -> None:
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        assert self.given < 1 << 20, "the batch reader does not stop"
+        b[:] = bytes(len(b))
+        self.given += len(b)
+        return len(b)
+
+
+def test_batch_of_an_endless_file_stops_at_the_first_line() -> None:
+    """(``-R /dev/zero`` as a real process under a memory limit: test_cli_files.py)"""
+    zeros = Zeros()
+    err = io.StringIO()
+    with pytest.raises(CliError) as e:
+        parse_command_line(["conntrack", "-R", "-"], stderr=err, stdin=zeros,
+                           label_file="/nonexistent/labels", environ={})
+    assert e.value.text == P + "line 1 of /dev/stdin is longer than 10239 bytes\n" + TRY
+    assert zeros.given <= 2 * batch.READ_SIZE
+
+
+def test_batch_read_error(tmp_path: Path) -> None:
+    res, _ = parse(["-R", "/proc/self/mem"])  # reading offset 0 fails: EIO
+    assert isinstance(res, CliError) and res.status == 2
+    assert res.message == "Failed to read file /proc/self/mem: Input/output error"
+
+
+BIG = "".join(f"-D -s 10.{i >> 8 & 255}.{i & 255}.1 -u SRC_NAT\n" for i in range(60)) + "-F\n"
+
+
+def _held_and_again(tmp_path: Path, monkeypatch, data: bytes):
+    held, held_err = batch_result_err(data, tmp_path)
+    monkeypatch.setattr(batch, "KEEP", 0)
+    again, again_err = batch_result_err(data, tmp_path)
+    return held, held_err, again, again_err
+
+
+def batch_result_err(data: bytes, tmp_path: Path):
+    path = tmp_path / "batch.txt"
+    path.write_bytes(data)
+    return parse(["-R", str(path)])
+
+
+def test_long_batch_parses_again_as_it_runs(tmp_path: Path, monkeypatch) -> None:
+    """A file of more than KEEP lines: checked (warnings printed once), then parsed again
+    from its copy, giving the same invocations; the copy is released by close()."""
+    held, held_err, again, again_err = _held_and_again(tmp_path, monkeypatch, BIG.encode())
+    assert isinstance(held, Batch) and isinstance(again, Batch)
+    assert held_err == again_err == "WARNING: ignoring SRC_NAT, use --src-nat instead\n" * 60
+    assert [repr(i) for i in again] == [repr(i) for i in held]
+    assert [repr(i) for i in again] == [repr(i) for i in held]  # iterable again
+    (tmp_path / "batch.txt").unlink()                           # runs from its own copy
+    assert len(again.invocations) == 61
+    again.close()
+    held.close()
+
+
+def test_long_batch_errors_before_anything_runs(tmp_path: Path, monkeypatch) -> None:
+    for tail, message in ((b"-X\n", "unknown option `-X'"),
+                          (b"-L\n", "Cannot use command `-L' with --load-file")):
+        res, _ = _held_and_again(tmp_path, monkeypatch, BIG.encode() + tail)[2:]
+        assert isinstance(res, CliError) and res.message == message
+
+
+def test_long_batch_memory_does_not_grow_with_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Peak memory of checking and running (iterating) a batch: the same for 100 and for
+    1000 lines once the lines are not held (KEEP = 10)."""
+    import gc
+    import tracemalloc
+
+    monkeypatch.setattr(batch, "KEEP", 10)
+
+    def peak(lines: int) -> int:
+        path = tmp_path / f"b{lines}.txt"
+        path.write_bytes(b"-D -s 10.0.0.1 -p tcp --sport 1 -m 5\n" * lines)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            res, _ = parse(["-R", str(path)])
+            assert isinstance(res, Batch)
+            assert sum(1 for _ in res) == lines
+            res.close()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(100), peak(1000)
+    assert large < small + 64 * 1024, (small, large)
+
+
 def test_parser_is_reusable_with_own_stream(tmp_path: Path) -> None:
     err = io.StringIO()
     parser = Parser(stderr=err, label_file=os.devnull, environ={})

@@ -87,7 +87,8 @@ class Context:
         self.err.flush()
 
     def close(self) -> None:
-        for sock in (self._modifier, self._expect):
+        """Close every socket of the command (the main one included)."""
+        for sock in (self.main, self._modifier, self._expect):
             if sock is not None:
                 sock.close()
 

@@ -16,6 +16,7 @@ from ctnetlink.model import Flow, Tuple
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
+    from collections.abc import Callable, Iterator
 
     from .labels import LabelMap
 
@@ -184,20 +185,39 @@ class Invocation:
 
 
 class Batch:
-    """A parsed ``-R``/``--load-file`` file: the invocations in file order."""
+    """A parsed ``-R``/``--load-file`` file: the invocations in file order.
 
-    __slots__ = ("argv0", "path", "invocations")
+    A long file is not held in memory: ``again`` gives its invocations anew (parsing a
+    copy of the checked file) each time the batch is iterated; ``close`` releases that
+    copy (:meth:`close`; harmless for a held batch)."""
 
-    def __init__(self, argv0: str, path: str, invocations: list[Invocation]) -> None:
+    __slots__ = ("argv0", "path", "_invocations", "_again", "_close")
+
+    def __init__(self, argv0: str, path: str, invocations: list[Invocation] | None,
+                 again: Callable[[], Iterator[Invocation]] | None = None,
+                 close: Callable[[], None] | None = None) -> None:
         self.argv0 = argv0
         self.path = path
-        self.invocations = invocations
+        self._invocations = invocations
+        self._again = again
+        self._close = close
 
-    def __iter__(self):
-        return iter(self.invocations)
+    def __iter__(self) -> Iterator[Invocation]:
+        if self._invocations is not None:
+            return iter(self._invocations)
+        assert self._again is not None
+        return self._again()
 
-    def __len__(self) -> int:
-        return len(self.invocations)
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every invocation at once (a held batch's list, else parsed now)."""
+        return self._invocations if self._invocations is not None else list(self)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     def __repr__(self) -> str:
-        return f"Batch({self.path!r}, {len(self.invocations)} lines)"
+        held = f"{len(self._invocations)} lines" if self._invocations is not None else "on disk"
+        return f"Batch({self.path!r}, {held})"

@@ -7,7 +7,11 @@ traceback ever reaches the user: unexpected failures end in one prefixed line an
 status 1 (``CONNTRACK_DEBUG=1`` shows the traceback).
 
 Ours only: ``--capture FILE.pcap`` (anywhere on the command line) records the whole
-netlink conversation of the invocation as a LINKTYPE_NETLINK pcap.
+netlink conversation of the invocation as a LINKTYPE_NETLINK pcap. The files of
+``--capture`` and of the library's ``NFNL_PCAP``/``NFNL_REPLAY`` variables are opened
+before the first socket: a path that cannot be used is reported with its reason in the
+reference's words for ``-R`` (``Failed to open file PATH for reading``), never as a
+socket failure.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import os
 import signal
 import sys
 
-from .errors import PREFIX, CliError
+from .errors import PREFIX, CliError, OtherProblem, ParameterProblem
 from .invocation import Batch, Command, Invocation
 
 TYPE_CHECKING = False
@@ -26,7 +30,8 @@ IMPLEMENTATION = "pyconntrack"
 
 
 def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
-    """Remove ``--capture FILE`` / ``--capture=FILE`` (before any ``--``)."""
+    """Remove ``--capture FILE`` / ``--capture=FILE`` (before any ``--``); the last one
+    given counts. Raises :class:`ParameterProblem` for a ``--capture`` without its file."""
     out: list[str] = []
     path = None
     i = 0
@@ -35,7 +40,9 @@ def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
         if a == "--":
             out.extend(argv[i:])
             break
-        if a == "--capture" and i + 1 < len(argv) and i > 0:
+        if a == "--capture" and i > 0:
+            if i + 1 == len(argv):
+                raise ParameterProblem("option `--capture' requires an argument")
             path = argv[i + 1]
             i += 2
             continue
@@ -48,28 +55,45 @@ def extract_capture(argv: list[str]) -> tuple[list[str], str | None]:
     return out, path
 
 
-class _Stderr:
-    """stderr as stdio treats it: written through, and a failed write (fd 2 closed, a
-    full disk) loses the text without changing what the program does or its status."""
+def _open_failed(variable: str | None, path: str, how: str, e: BaseException) -> CliError:
+    """The error for a capture or replay file that cannot be used: ``--capture`` is a
+    parameter problem (exit 2), a file named by a variable an other problem (exit 1)."""
+    from .messages import strerror
 
-    def __init__(self, f) -> None:
-        self.f = f
+    if isinstance(e, OSError):
+        text = f"Failed to open file {path} for {how}: {strerror(e.errno or 0)}"
+    else:  # not a capture file (nfnl.pcap.PcapError)
+        text = f"Failed to read file {path}: {e}"
+    if variable is None:
+        return ParameterProblem(text)
+    return OtherProblem(f"{variable}: {text}")
 
-    def write(self, text: str) -> None:
-        if self.f is None:  # started with fd 2 closed
-            return
+
+def open_recordings(capture: str | None) -> None:
+    """Open the file of ``--capture`` (as ``NFNL_PCAP``), and the files ``NFNL_PCAP`` and
+    ``NFNL_REPLAY`` name, before any socket; raises :class:`CliError` naming the file."""
+    import errno
+
+    from nfnl.socket import env_tap
+
+    if capture is not None:
+        if not capture:
+            raise _open_failed(None, capture, "writing", OSError(errno.ENOENT, ""))
+        os.environ["NFNL_PCAP"] = capture
+    pcap = os.environ.get("NFNL_PCAP")
+    if pcap:
         try:
-            self.f.write(text)
-            self.f.flush()
-        except (OSError, ValueError):
-            pass
+            env_tap()
+        except OSError as e:
+            raise _open_failed(None if capture else "NFNL_PCAP", pcap, "writing", e) from None
+    replay = os.environ.get("NFNL_REPLAY")
+    if replay:
+        from nfnl.replay import env_replay
 
-    def flush(self) -> None:
-        if self.f is not None:
-            try:
-                self.f.flush()
-            except (OSError, ValueError):
-                pass
+        try:
+            env_replay()
+        except (OSError, ValueError) as e:  # ValueError: nfnl.pcap.PcapError
+            raise _open_failed("NFNL_REPLAY", replay, "reading", e) from None
 
 
 def _implementation_line() -> str:
@@ -126,8 +150,11 @@ def run_invocation(inv: Invocation, ctx, *, batch: bool = False) -> int:
 
 
 def run_batch(batch: Batch, ctx) -> int:
-    for inv in batch.invocations:
-        run_invocation(inv, ctx, batch=True)
+    try:
+        for inv in batch:
+            run_invocation(inv, ctx, batch=True)
+    finally:
+        batch.close()
     return 0
 
 
@@ -136,15 +163,16 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
     """Run the program; returns the exit status (the console script exits with it)."""
     if argv is None:
         argv = sys.argv
-    err = _Stderr(stderr if stderr is not None else sys.stderr)
-    argv, capture = extract_capture(list(argv))
-    if capture:
-        os.environ["NFNL_PCAP"] = capture
-    from .output import Stdout
+    from .output import Stderr, Stdout
 
+    # sys.stderr is None when the program started with descriptor 2 closed
+    err = Stderr(stderr, closed=stderr is None and sys.stderr is None)
     out = Stdout(stdout_fd)
     ctx = None
+    pcap_before = os.environ.get("NFNL_PCAP")
     try:
+        argv, capture = extract_capture(list(argv))
+        open_recordings(capture)
         from nfnl.socket import NetlinkSocket
 
         from .messages import strerror
@@ -187,7 +215,21 @@ def main(argv: list[str] | None = None, *, stdout_fd: int | None = None,
             pass
         if ctx is not None:
             ctx.close()
+        _close_capture(pcap_before)
         err.flush()
+
+
+def _close_capture(before: str | None) -> None:
+    """Close the capture file and give ``NFNL_PCAP`` back its value (``main`` may run
+    again in the same process)."""
+    if "nfnl.socket" in sys.modules:
+        from nfnl.socket import close_env_tap
+
+        close_env_tap()
+    if before is None:
+        os.environ.pop("NFNL_PCAP", None)
+    else:
+        os.environ["NFNL_PCAP"] = before
 
 
 def program_name(argv0: str, name: str = "conntrack") -> str:

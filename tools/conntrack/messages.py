@@ -27,10 +27,9 @@ _TABLE: tuple[tuple[int, frozenset | None, str], ...] = (
 def strerror(code: int) -> str:
     """glibc's wording (``Unknown error N`` for numbers it does not know)."""
     try:
-        text = os.strerror(code)
-    except ValueError:
+        return os.strerror(code)
+    except (ValueError, OverflowError):  # beyond a C int
         return f"Unknown error {code}"
-    return text
 
 
 def operation_failed(code: int, command: Command | None) -> str:

@@ -84,6 +84,11 @@ OUTPUT_KEYWORDS = (("xml", OutputFlag.XML), ("extended", OutputFlag.EXTENDED),
                    ("json", OutputFlag.JSON))
 _NOT_WITH_SAVE = (OutputFlag.XML | OutputFlag.EXTENDED | OutputFlag.TIMESTAMP | OutputFlag.ID
                   | OutputFlag.KTIMESTAMP | OutputFlag.LABELS)
+# ours: the rule of -o save for -o json. JSON always carries what extended, id, ktimestamp
+# and timestamp add to text lines, so they (and the other formats) are refused; labels
+# (loads the label map: label names) and userspace remain, as userspace does with save
+_NOT_WITH_JSON = (OutputFlag.XML | OutputFlag.SAVE | OutputFlag.EXTENDED | OutputFlag.TIMESTAMP
+                  | OutputFlag.ID | OutputFlag.KTIMESTAMP)
 
 WARN_SRC_NAT = "WARNING: ignoring SRC_NAT, use --src-nat instead"
 WARN_DST_NAT = "WARNING: ignoring DST_NAT, use --dst-nat instead"
@@ -539,9 +544,9 @@ class Parser:
                 if self.output & OutputFlag.SAVE and self.output & _NOT_WITH_SAVE:
                     raise OtherProblem("cannot combine save output with any other output "
                                        "type, use -o save only")
-                if self.output & OutputFlag.JSON and self.output & (OutputFlag.SAVE | OutputFlag.XML):
-                    raise OtherProblem("cannot combine json output with xml or save output, "
-                                       "use -o json only")
+                if self.output & OutputFlag.JSON and self.output & _NOT_WITH_JSON:
+                    raise OtherProblem("cannot combine json output with any other output "
+                                       "type, use -o json only")
             elif ch == "b":
                 options.add("buffer-size")
                 inv.buffer_size = atol(arg or "") & 0xFFFFFFFFFFFFFFFF
