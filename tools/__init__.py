@@ -1,2 +1,2 @@
-"""The programs (installed as the import package ``conntrack_tools``): the ``conntrack`` command
-and the fixture tooling."""
+"""The programs (installed as the import package ``conntrack_tools``): the ``conntrack`` command,
+the ``conntrackd`` daemon and the fixture tooling."""
