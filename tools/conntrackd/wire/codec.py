@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SyncDecodeError", "SyncMessage", "walk", "decode_datagram", "decode_payload",
     "encode_message", "encode_datagram", "encode_flow", "encode_expect", "flow_from_attrs",
-    "expect_from_attrs", "reply_tuple", "nat_attributes",
+    "expect_from_attrs", "reply_tuple", "nat_attributes", "l4_values",
 ]
 
 
@@ -430,7 +430,7 @@ def _one(x):
     return x[0] if x is not None else None
 
 
-def _l4(t: Tuple) -> tuple[int, int]:
+def l4_values(t: Tuple) -> tuple[int, int]:
     """(l4src.all, l4dst.all) of a tuple as libnetfilter_conntrack keeps them, read as
     big-endian numbers: ports (GRE keys) for protocols with ports, ICMP id for the
     source and ``type << 8 | code`` for the destination, 0 for anything unset."""
@@ -520,8 +520,8 @@ def nat_attributes(flow: Flow) -> tuple[bool, bool, bool, bool]:
     st = flow.status
     s_ok = st is None or bool(st & K.IPS_SRC_NAT_DONE)
     d_ok = st is None or bool(st & K.IPS_DST_NAT_DONE)
-    o_src, o_dst = _l4(o)
-    r_src, r_dst = _l4(r)
+    o_src, o_dst = l4_values(o)
+    r_src, r_dst = l4_values(r)
     return (s_ok and r.dst is not None and r.dst != o.src,
             d_ok and r.src is not None and r.src != o.dst,
             s_ok and r_dst != o_src, d_ok and r_src != o_dst)
@@ -595,9 +595,9 @@ def encode_flow(flow: Flow, *, commit_timeout: bool = False,
             if dnat:
                 ap((_P["NTA_DNAT_IPV4"] if v4 else _P["NTA_DNAT_IPV6"])(r.src.packed))
         if spat:
-            ap(_P["NTA_SPAT_PORT"](_l4(r)[1]))
+            ap(_P["NTA_SPAT_PORT"](l4_values(r)[1]))
         if dpat:
-            ap(_P["NTA_DPAT_PORT"](_l4(r)[0]))
+            ap(_P["NTA_DPAT_PORT"](l4_values(r)[0]))
     a, b = flow.seq_adj_orig, flow.seq_adj_reply
     if a is not None and b is not None:
         six = (a.correction_pos, a.offset_before, a.offset_after,

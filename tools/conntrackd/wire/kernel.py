@@ -8,24 +8,21 @@ requests as library objects for :class:`ctnetlink.client.Conntrack` (``create``,
 :func:`~.codec.decode_payload` gave: the reply tuple is the plain inversion of the
 original one (the kernel applies the NAT requests itself), SNAT/DNAT become
 ``nat_src``/``nat_dst`` ranges of one address and port, the EXPECTED status bit is
-cleared, and TCP flows get the window tracking flags of ``TCPWindowTracking``.
+cleared, and TCP flows get the "be liberal" flag unless ``TCPWindowTracking`` is on.
 :data:`NAT_PORT_PROTOS` is the ``nat_port_protos`` argument of
 :func:`ctnetlink.encode.encode_flow` that gives the C daemon's exact request bytes.
 """
 from __future__ import annotations
 
-from ctnetlink.model import Expect, Flow, NatRange, TcpInfo
+from ctnetlink.model import Expect, Flow, NatRange, TcpInfo, Tuple
 
 from . import constants as K
-from .codec import reply_tuple
+from .codec import l4_values, nat_attributes, reply_tuple
 
-IP_CT_TCP_FLAG_WINDOW_SCALE = 0x01
-IP_CT_TCP_FLAG_SACK_PERM = 0x02
-IP_CT_TCP_FLAG_CLOSE_INIT = 0x04
 IP_CT_TCP_FLAG_BE_LIBERAL = 0x08
-TCP_CONNTRACK_TIME_WAIT = 7
 NAT_PORT_PROTOS = frozenset((6, 17))
 """libnetfilter_conntrack puts NAT ports in a request only for TCP and UDP."""
+LIBNFCT_PORT_PROTOS = frozenset((6, 17, 33, 132, 136, 47))
 FALLBACK_TIMEOUT = 60
 """The commit timeout of an entry whose remaining lifetime ran out (1.4.7)."""
 
@@ -48,40 +45,50 @@ def _tcp(flow: Flow, window_tracking: bool) -> TcpInfo | None:
     tcp = flow.tcp
     if tcp is None or tcp.state is None:
         return tcp
-    flags = IP_CT_TCP_FLAG_SACK_PERM | (IP_CT_TCP_FLAG_WINDOW_SCALE if window_tracking
-                                        else IP_CT_TCP_FLAG_BE_LIBERAL)
-    if tcp.state >= TCP_CONNTRACK_TIME_WAIT:
-        flags |= IP_CT_TCP_FLAG_CLOSE_INIT
+    flags = 0 if window_tracking else IP_CT_TCP_FLAG_BE_LIBERAL
     return TcpInfo(state=tcp.state, wscale_orig=tcp.wscale_orig, wscale_reply=tcp.wscale_reply,
                    flags_orig=(flags, flags), flags_reply=(flags, flags))
 
 
 def _nat(flow: Flow) -> tuple[NatRange | None, NatRange | None]:
-    """The NAT requests a message carried, read back from the reply tuple it produced."""
-    o, r = flow.orig, flow.reply
-    if o is None or r is None:
-        return None, None
-    inv = reply_tuple(o)
-    src_ip = r.dst if r.dst != inv.dst else None
-    dst_ip = r.src if r.src != inv.src else None
-    if o.proto in (1, 58):
-        src_port = dst_port = None  # ICMP "ports" never travel as NAT requests
-    else:
-        src_port = r.dport if r.dport != inv.dport else None
-        dst_port = r.sport if r.sport != inv.sport else None
-    nat_src = _nat_range(src_ip, src_port) if src_ip is not None or src_port is not None else None
-    nat_dst = _nat_range(dst_ip, dst_port) if dst_ip is not None or dst_port is not None else None
+    """The NAT requests of the attributes a message carried (SNAT_*/SPAT_PORT become
+    ``nat_src``, DNAT_*/DPAT_PORT ``nat_dst``), read back from the decoded flow with the
+    sender's own detection, so that exactly the attributes that travelled count (ICMP
+    flows through a NAT table carry meaningless SPAT/DPAT values: the request then holds
+    an empty port nest, as the C daemon's does)."""
+    snat, dnat, spat, dpat = nat_attributes(flow)
+    r = flow.reply
+    reply_src, reply_dst = l4_values(r)
+    nat_src = nat_dst = None
+    if snat or spat:
+        nat_src = _nat_range(r.dst if snat else None, reply_dst if spat else None)
+    if dnat or dpat:
+        nat_dst = _nat_range(r.src if dnat else None, reply_src if dpat else None)
     return nat_src, nat_dst
+
+
+def _request_tuple(t: Tuple) -> Tuple:
+    """libnetfilter_conntrack always sends ports (GRE keys) for the protocols that have
+    them, zero when the message carried none."""
+    if t.proto in LIBNFCT_PORT_PROTOS and (t.sport is None or t.dport is None):
+        return t.copy(sport=t.sport or 0, dport=t.dport or 0, zone=None)
+    return t.copy(zone=None) if t.zone is not None else t
 
 
 def commit_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool = False) -> Flow:
     """The entry ``nl_create_conntrack`` asks the kernel to create for a received flow
-    (commit, or a NEW injected with ``DisableExternalCache``)."""
+    (commit, or a NEW injected with ``DisableExternalCache``).
+
+    Not reproduced: 1.4.7 writes the TCP window flags into libnetfilter_conntrack's
+    protocol-info union for every flow with protocol info, which corrupts the first
+    byte (host order) of an SCTP flow's original verification tag (see
+    ``tests/unit/test_sync_wire_fixtures.py``)."""
     nat_src, nat_dst = _nat(flow)
     status = flow.status
     if status is not None:
         status &= ~K.IPS_EXPECTED
-    return Flow(family=flow.family, orig=flow.orig.copy(zone=None), reply=reply_tuple(flow.orig),
+    orig = _request_tuple(flow.orig)
+    return Flow(family=flow.family, orig=orig, reply=reply_tuple(orig),
                 master=flow.master, status=status,
                 timeout=timeout if timeout else None, mark=flow.mark, zone=flow.zone,
                 tcp=_tcp(flow, window_tracking), sctp=flow.sctp, dccp=flow.dccp,
@@ -99,5 +106,8 @@ def update_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool
 
 
 def commit_expect(exp: Expect, *, timeout: int | None = None) -> Expect:
-    """The expectation ``nl_create_expect`` asks the kernel to create."""
-    return exp.copy(timeout=timeout if timeout else exp.timeout)
+    """The expectation ``nl_create_expect`` asks the kernel to create: the three tuples,
+    timeout, flags and helper (class, NAT part and function are not sent by 1.4.7)."""
+    return Expect(family=exp.family, master=exp.master, tuple=exp.tuple, mask=exp.mask,
+                  timeout=timeout if timeout else exp.timeout, flags=exp.flags,
+                  helper=exp.helper)
