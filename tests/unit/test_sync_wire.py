@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +25,10 @@ from conntrack_tools.conntrackd.wire.codec import (
     encode_expect, encode_flow, encode_message, flow_message, labels_payload, walk,
 )
 from ctnetlink.model import DccpInfo, Expect, Flow, SctpInfo, SeqAdj, Synproxy, TcpInfo, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers.syncwire import assert_interpreter_agrees  # noqa: E402
 
 
 def h(text: str) -> bytes:
@@ -108,32 +114,6 @@ def test_several_messages_per_datagram() -> None:
 
 
 # --- the interpreter agrees ------------------------------------------------------------------
-
-def _interpreted_values(value):
-    """construct's parse result in the fast path's form (tuples of raw values)."""
-    if isinstance(value, dict):
-        return tuple(_interpreted_values(v)[0] for v in value.values())
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
-        return (value.packed,)
-    if isinstance(value, str):
-        return value
-    return (value,)
-
-
-def assert_interpreter_agrees(data: bytes) -> None:
-    ours = list(walk(data))
-    theirs = S.parse_interpreted(data)
-    assert len(ours) == len(theirs)
-    for m, t in zip(ours, theirs):
-        assert (m.version, m.type, m.flags, m.seq, m.from_seq, m.to_seq) == (
-            t["version"], t["type"], t["flags"], t["seq"], t["from"], t["to"])
-        if m.type <= K.NET_T_STATE_MAX:
-            fast = attr_list(m.payload, m.type >= 3)
-            assert fast == [(n, _interpreted_values(v)) for n, v in t["attrs"]]
-    assert S.build_interpreted(theirs) == data
-
 
 @pytest.mark.parametrize("raw", SPEC, ids=lambda b: b[:8].hex())
 def test_interpreter_agrees_on_the_spec(raw: bytes) -> None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SyncDecodeError", "SyncMessage", "walk", "decode_datagram", "decode_payload",
     "encode_message", "encode_datagram", "encode_flow", "encode_expect", "flow_from_attrs",
-    "expect_from_attrs", "reply_tuple", "nat_attributes", "l4_values",
+    "expect_from_attrs", "reply_tuple", "nat_attributes", "l4_values", "sender_reply_l4",
 ]
 
 
@@ -382,10 +382,11 @@ def flow_from_attrs(v: list) -> Flow:
         reply.dst = _ip(v[29][0])
     if v[30] is not None:
         reply.src = _ip(v[30][0])
-    if v[14] is not None:
-        _set_l4dst(reply, v[14][0])
-    if v[15] is not None:
-        _set_l4src(reply, v[15][0])
+    if proto != 1 and proto != 58:  # ICMP "port translation" is meaningless (always 0)
+        if v[14] is not None:
+            reply.dport = v[14][0]
+        if v[15] is not None:
+            reply.sport = v[15][0]
     tcp = sctp = dccp = None
     if v[4] is not None or v[25] is not None or v[26] is not None:
         tcp = _mk_tcp(state=_one(v[4]), wscale_orig=_one(v[25]), wscale_reply=_one(v[26]))
@@ -437,20 +438,6 @@ def l4_values(t: Tuple) -> tuple[int, int]:
     if t.proto in (1, 58):
         return (t.icmp_id or 0), ((t.icmp_type or 0) << 8) | (t.icmp_code or 0)
     return (t.sport or 0), (t.dport or 0)
-
-
-def _set_l4dst(t: Tuple, value: int) -> None:
-    if t.proto in (1, 58):
-        t.icmp_type, t.icmp_code = value >> 8, value & 0xFF
-    else:
-        t.dport = value
-
-
-def _set_l4src(t: Tuple, value: int) -> None:
-    if t.proto in (1, 58):
-        t.icmp_id = value
-    else:
-        t.sport = value
 
 
 def expect_from_attrs(v: list) -> Expect:
@@ -511,9 +498,11 @@ def _var(num: int, payload: bytes) -> bytes:
 
 
 def nat_attributes(flow: Flow) -> tuple[bool, bool, bool, bool]:
-    """(SNAT, DNAT, SPAT, DPAT) as libnetfilter_conntrack detects them: the status says
-    the NAT was done (or no status is known) and the reply tuple differs from the
-    original one on that side."""
+    """(SNAT, DNAT, SPAT, DPAT) as the C sender detects them (libnetfilter_conntrack's
+    ``NFCT_GOPT_IS_*``): the status says the NAT was done (or no status is known) and
+    the reply tuple differs from the original one on that side. The C daemon holds no
+    layer-4 part of an ICMP(v6) reply tuple (id, type and code read as 0), so an ICMP
+    flow through a NAT table always "has" port translation, with value 0."""
     o, r = flow.orig, flow.reply
     if o is None or r is None:
         return False, False, False, False
@@ -521,10 +510,15 @@ def nat_attributes(flow: Flow) -> tuple[bool, bool, bool, bool]:
     s_ok = st is None or bool(st & K.IPS_SRC_NAT_DONE)
     d_ok = st is None or bool(st & K.IPS_DST_NAT_DONE)
     o_src, o_dst = l4_values(o)
-    r_src, r_dst = l4_values(r)
+    r_src, r_dst = sender_reply_l4(r)
     return (s_ok and r.dst is not None and r.dst != o.src,
             d_ok and r.src is not None and r.src != o.dst,
             s_ok and r_dst != o_src, d_ok and r_src != o_dst)
+
+
+def sender_reply_l4(r: Tuple) -> tuple[int, int]:
+    """(l4src, l4dst) of a reply tuple as the C sender sees it (0, 0 for ICMP)."""
+    return (0, 0) if r.proto in (1, 58) else l4_values(r)
 
 
 def encode_flow(flow: Flow, *, commit_timeout: bool = False,
@@ -595,9 +589,9 @@ def encode_flow(flow: Flow, *, commit_timeout: bool = False,
             if dnat:
                 ap((_P["NTA_DNAT_IPV4"] if v4 else _P["NTA_DNAT_IPV6"])(r.src.packed))
         if spat:
-            ap(_P["NTA_SPAT_PORT"](l4_values(r)[1]))
+            ap(_P["NTA_SPAT_PORT"](sender_reply_l4(r)[1]))
         if dpat:
-            ap(_P["NTA_DPAT_PORT"](l4_values(r)[0]))
+            ap(_P["NTA_DPAT_PORT"](sender_reply_l4(r)[0]))
     a, b = flow.seq_adj_orig, flow.seq_adj_reply
     if a is not None and b is not None:
         six = (a.correction_pos, a.offset_before, a.offset_after,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ctnetlink.model import Expect, Flow, NatRange, TcpInfo, Tuple
 
 from . import constants as K
-from .codec import l4_values, nat_attributes, reply_tuple
+from .codec import nat_attributes, reply_tuple, sender_reply_l4
 
 IP_CT_TCP_FLAG_BE_LIBERAL = 0x08
 NAT_PORT_PROTOS = frozenset((6, 17))
@@ -43,9 +43,9 @@ def _nat_range(addr, port: int | None) -> NatRange:
 
 def _tcp(flow: Flow, window_tracking: bool) -> TcpInfo | None:
     tcp = flow.tcp
-    if tcp is None or tcp.state is None:
+    if tcp is None or tcp.state is None or window_tracking:
         return tcp
-    flags = 0 if window_tracking else IP_CT_TCP_FLAG_BE_LIBERAL
+    flags = IP_CT_TCP_FLAG_BE_LIBERAL
     return TcpInfo(state=tcp.state, wscale_orig=tcp.wscale_orig, wscale_reply=tcp.wscale_reply,
                    flags_orig=(flags, flags), flags_reply=(flags, flags))
 
@@ -58,7 +58,7 @@ def _nat(flow: Flow) -> tuple[NatRange | None, NatRange | None]:
     an empty port nest, as the C daemon's does)."""
     snat, dnat, spat, dpat = nat_attributes(flow)
     r = flow.reply
-    reply_src, reply_dst = l4_values(r)
+    reply_src, reply_dst = sender_reply_l4(r)
     nat_src = nat_dst = None
     if snat or spat:
         nat_src = _nat_range(r.dst if snat else None, reply_dst if spat else None)
@@ -79,8 +79,8 @@ def commit_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool
     """The entry ``nl_create_conntrack`` asks the kernel to create for a received flow
     (commit, or a NEW injected with ``DisableExternalCache``).
 
-    Not reproduced: 1.4.7 writes the TCP window flags into libnetfilter_conntrack's
-    protocol-info union for every flow with protocol info, which corrupts the first
+    Not reproduced: without window tracking 1.4.7 writes the TCP flags into
+    libnetfilter_conntrack's protocol-info union of every flow, which corrupts the first
     byte (host order) of an SCTP flow's original verification tag (see
     ``tests/unit/test_sync_wire_fixtures.py``)."""
     nat_src, nat_dst = _nat(flow)
