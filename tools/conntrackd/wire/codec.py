@@ -6,12 +6,18 @@ datagram, a wrong version skips one message) and leaves payloads undecoded, so a
 state machine can look at the header first; :func:`decode_payload` then turns a state
 message's attributes into a :class:`~ctnetlink.model.Flow` or
 :class:`~ctnetlink.model.Expect`. :func:`decode_datagram` does both and is strict.
-:func:`encode_flow` / :func:`encode_expect` build payloads from library objects
-attribute by attribute as the C sender's ``ct2msg``/``exp2msg`` do (same attributes,
-order and byte-order quirks), and :func:`encode_message` / :func:`encode_datagram` add
-the headers. Every problem with received bytes raises :class:`SyncDecodeError`, whose
-``reason`` names the C daemon's error counter. The struct formats and length rules
-come from ``_compiled`` (derived from :mod:`.schema`); construct is not imported here.
+:func:`encode_flow` / :func:`encode_expect` build payloads from library objects as
+the C sender's ``ct2msg``/``exp2msg`` do (same attributes, order and byte-order
+quirks), and :func:`encode_message` / :func:`encode_datagram` / :func:`flow_message`
+add the headers. Every problem with received bytes raises :class:`SyncDecodeError`,
+whose ``reason`` names the C daemon's error counter.
+
+The hot paths are compiled from the schema tables (``_compiled``, derived from
+:mod:`.schema`; construct is not imported here): payloads decode through per-layout
+shapes (:mod:`.shapes`), flows encode through generated encoders per flow kind
+(:mod:`.flowenc`). The attribute-by-attribute versions they must equal stay here as
+the reference: :func:`parse_attrs` + :func:`flow_from_attrs` and
+:func:`encode_flow_reference`.
 """
 from __future__ import annotations
 
@@ -23,6 +29,10 @@ from ctnetlink.model import DccpInfo, Expect, Flow, SctpInfo, SeqAdj, Synproxy, 
 
 from . import _compiled as C
 from . import constants as K
+from . import flowenc
+from .errors import SyncDecodeError
+from .flowenc import labels_payload
+from .shapes import ICMP_REPLY, ICMPV6_REPLY, Decoder, flow_builder, slots_builder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,17 +43,6 @@ __all__ = [
     "encode_message", "encode_datagram", "encode_flow", "encode_expect", "flow_from_attrs",
     "expect_from_attrs", "reply_tuple", "nat_attributes", "l4_values", "sender_reply_l4",
 ]
-
-
-class SyncDecodeError(ValueError):
-    """Received bytes the C daemon would refuse; ``reason`` is one of
-    :data:`~.constants.REASONS` (the receive counter it counts in), ``offset`` where."""
-
-    def __init__(self, reason: str, detail: str, offset: int = 0) -> None:
-        super().__init__(f"{reason}: {detail} (at offset {offset})")
-        self.reason = reason
-        self.detail = detail
-        self.offset = offset
 
 
 # --- the message model -------------------------------------------------------------------
@@ -163,6 +162,7 @@ class SyncMessage:
 # --- framing -------------------------------------------------------------------------------
 
 _HDR = struct.Struct(C.NETHDR_FMT)
+_mk_message = maker(SyncMessage)
 _HDR_ACK = struct.Struct(C.NETHDR_ACK_FMT)
 _NTA = struct.Struct(C.NETATTR_FMT)
 _ACK_BITS = K.NET_F_ACK | K.NET_F_NACK | K.NET_F_RESYNC
@@ -218,26 +218,69 @@ def decode_payload(msg: SyncMessage, offset: int = 0) -> Flow | Expect | None:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         return body
     if msg.type <= K.NET_T_STATE_CT_DEL:
-        return flow_from_attrs(parse_attrs(body, _CT_TABLE, offset))
+        return CT_DECODER.decode(body, 0, len(body), offset)
     if msg.type <= K.NET_T_STATE_MAX:
-        return expect_from_attrs(parse_attrs(body, _EXP_TABLE, offset))
+        return EXP_DECODER.decode(body, 0, len(body), offset)
     if msg.type == K.NET_T_CTL:
         return None
     raise SyncDecodeError(K.BAD_TYPE, f"message type {msg.type}", offset)
 
 
 def decode_datagram(data: bytes | bytearray | memoryview) -> list[SyncMessage]:
-    """Every message of a datagram with decoded payloads; the first problem raises."""
+    """Every message of a datagram with decoded payloads; the first problem raises
+    (the checks and their order are those of :func:`walk` and :func:`decode_payload`)."""
+    end = len(data)
+    if end > K.MAX_DATAGRAM:
+        raise SyncDecodeError(K.OVERSIZED, f"datagram of {end} bytes", 0)
     out = []
+    ap = out.append
     off = 0
-    for m in walk(data):
-        if isinstance(m, SyncDecodeError):
-            raise m
-        hsize = K.NETHDR_ACK_SIZ if m.from_seq is not None else K.NETHDR_SIZ
-        size = hsize + len(m.payload)
-        m.payload = decode_payload(m, off + hsize)
-        out.append(m)
-        off += size
+    unpack = _HDR.unpack_from
+    ct = CT_DECODER.decode
+    ct_shapes = CT_DECODER._shapes.get
+    from_bytes = int.from_bytes
+    mk = _mk_message
+    while off < end:
+        left = end - off
+        if left < 8:
+            raise SyncDecodeError(K.TRUNCATED, f"{left} bytes left for a header", off)
+        vt, flags, ln, seq = unpack(data, off)
+        if ln == 0 or ln > left:
+            raise SyncDecodeError(K.BAD_SIZE, f"message length {ln} with {left} bytes left", off)
+        mtype = vt & 0x0F
+        if mtype == 10 and flags & _ACK_BITS:
+            if left < 16:
+                raise SyncDecodeError(K.TRUNCATED, f"{left} bytes left for a control header", off)
+            if ln < 16:
+                raise SyncDecodeError(K.BAD_SIZE, f"control message length {ln}", off)
+            _, _, _, _, frm, to = _HDR_ACK.unpack_from(data, off)
+            start = off + 16
+        else:
+            if ln < 8:
+                raise SyncDecodeError(K.BAD_SIZE, f"message length {ln}", off)
+            frm = to = None
+            start = off + 8
+        if vt >> 4 != K.PROTOCOL_VERSION:
+            raise SyncDecodeError(K.BAD_VERSION, f"protocol version {vt >> 4}", off)
+        if mtype <= 2:
+            cands = ct_shapes(ln - 8)
+            payload = None
+            if cands is not None:  # CT_DECODER.decode, inline
+                key = from_bytes(data[start:off + ln], "little")
+                for sh in cands:
+                    if key & sh.mask == sh.expected:
+                        payload = sh.build(sh.unpack_from(data, start))
+                        break
+            if payload is None:
+                payload = ct(data, start, off + ln, start)
+        elif mtype <= 5:
+            payload = EXP_DECODER.decode(data, start, off + ln, start)
+        elif mtype == 10:
+            payload = None
+        else:
+            raise SyncDecodeError(K.BAD_TYPE, f"message type {mtype}", start)
+        ap(mk(mtype, flags, seq, frm, to, payload, 1))
+        off += ln
     return out
 
 
@@ -328,8 +371,6 @@ _mk_dccp = _constructor(DccpInfo)
 _mk_seqadj = _constructor(SeqAdj)
 _mk_synproxy = _constructor(Synproxy)
 
-ICMP_REPLY = {0: 8, 8: 0, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
-ICMPV6_REPLY = {128: 129, 129: 128, 139: 140, 140: 139}
 PORT_PROTOS = frozenset((6, 17, 132, 33))
 """Protocols whose ports the C daemon puts in messages (its l4proto builders)."""
 
@@ -527,7 +568,15 @@ def encode_flow(flow: Flow, *, commit_timeout: bool = False,
 
     ``commit_timeout``: the sender has ``CommitTimeout`` configured (TIMEOUT is then
     left out); ``window_tracking``: ``TCPWindowTracking on`` (window scales are sent).
+    Generated per flow kind (:mod:`.flowenc`); :func:`encode_flow_reference` is the
+    attribute-by-attribute version it equals.
     """
+    return flowenc.encode(flow, None, 0, 0, window_tracking, commit_timeout)
+
+
+def encode_flow_reference(flow: Flow, *, commit_timeout: bool = False,
+                          window_tracking: bool = False) -> bytes:
+    """:func:`encode_flow` written attribute by attribute, as ``ct2msg`` reads."""
     o = flow.orig
     out = []
     ap = out.append
@@ -610,14 +659,6 @@ def encode_flow(flow: Flow, *, commit_timeout: bool = False,
     return b"".join(out)
 
 
-def labels_payload(labels: int, size: int | None = None) -> bytes:
-    """NTA_LABELS: ``maxbit / 32 + 1`` big-endian words, where ``maxbit`` is the last bit of
-    the kernel's bitmap (``size`` bytes; without a size, the highest set bit)."""
-    maxbit = size * 8 - 1 if size else labels.bit_length() - 1
-    words = maxbit // 32 + 1
-    return struct.pack(f">{words}I", *((labels >> (32 * i)) & 0xFFFFFFFF for i in range(words)))
-
-
 def encode_expect(exp: Expect, *, commit_timeout: bool = False) -> bytes:
     """The attributes of an expectation message for ``exp`` (``exp2msg`` of 1.4.7): the
     master's protocol decides whether ports are sent for all three tuples."""
@@ -697,5 +738,20 @@ def encode_datagram(messages: Iterable[SyncMessage], **options) -> bytes:
 def flow_message(mtype: int, flow: Flow, seq: int, flags: int = 0, *,
                  commit_timeout: bool = False, window_tracking: bool = False) -> bytes:
     """A complete CT_NEW / CT_UPD / CT_DEL message for ``flow`` (the fast path)."""
-    body = encode_flow(flow, commit_timeout=commit_timeout, window_tracking=window_tracking)
-    return _HDR.pack(0x10 | mtype, flags, 8 + len(body), seq) + body
+    o = flow.orig
+    fn = _kinds_get((o.src.__class__, o.proto, window_tracking, commit_timeout))
+    if fn is None:
+        fn = flowenc.encoder(o.src.__class__, o.proto, window_tracking, commit_timeout)
+    return fn(flow, 0x10 | mtype, flags, seq)
+
+
+_kinds_get = flowenc._kinds.get
+
+
+# --- the shape decoders ---------------------------------------------------------------------
+
+CT_DECODER = Decoder(C.CT_ATTRS, flow_builder)
+"""Conntrack payloads -> :class:`Flow` (compiled per layout, see :mod:`.shapes`)."""
+EXP_DECODER = Decoder(C.EXP_ATTRS,
+                      lambda slots: slots_builder(slots, expect_from_attrs, len(C.EXP_ATTRS)))
+"""Expectation payloads -> :class:`Expect`."""
