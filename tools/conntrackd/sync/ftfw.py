@@ -39,6 +39,15 @@ Where the reference loses data, this machine does not (the peer cannot tell):
 * An entry the peer should have acknowledged (it acknowledged later ones) but did not
   within ``hole_timeout`` seconds is sent again (its NACK or ACK was lost).
 * ``StartupResync``'s RESYNC, like all data, leaves after the handshake.
+* When the peer (re)starts (its HELLO comes with sequence numbers that start over, or
+  at first contact), the machine asks it for a resync: a restarted daemon does not
+  send what changed while it was down, nor what its previous life lost.
+* With ``bulk_on_start`` (default), once the first handshake is done the machine sends
+  its internal cache (as ``-B`` does): a peer that kept running gets what changed here
+  while this daemon was down. A C peer applies it like any bulk.
+
+Stale entries are the limit of all this: a DEL lost together with the peer's resend
+queue (a C peer's, emptied by a HELLO, or a daemon that died) is not in any bulk.
 """
 from __future__ import annotations
 
@@ -65,7 +74,7 @@ class FtfwMachine(Machine):
     def __init__(self, source: Source | None = None, *, seq: int = 0, window: int = 300,
                  resend_queue_size: int = 131072, startup_resync: bool = False,
                  disable_external_cache: bool = False, buffer_size: int = DEFAULT_BUFFER,
-                 hole_timeout: float = HOLE_TIMEOUT) -> None:
+                 hole_timeout: float = HOLE_TIMEOUT, bulk_on_start: bool = True) -> None:
         super().__init__(source, seq=seq, buffer_size=buffer_size,
                          disable_external_cache=disable_external_cache)
         self.window_size = max(1, window)
@@ -88,7 +97,9 @@ class FtfwMachine(Machine):
         self.acked_upto: int | None = None  # the highest 'to' the peer acknowledged
         self.resync_wanted = startup_resync
         self.resynced = False               # a RESYNC left since the handshake
-        self.requeued_episode = False
+        self.peer_episode = False           # the peer's HELLO episode was handled
+        self.bulk_on_start = bulk_on_start
+        self.hello_alive: Ctl | None = None  # the ALIVE|HELLO waiting to leave
 
     @classmethod
     def from_config(cls, sync, source: Source | None = None, **kw) -> "FtfwMachine":
@@ -104,20 +115,20 @@ class FtfwMachine(Machine):
         seq = msg.seq
         tr = self.tracker
         if flags & HELLO_BACK and self.hello == SAY:
-            self._handshake_done()
+            self._handshake_done(out)
         if flags & HELLO:
             if tr.set and not after(seq, tr.last):
                 # the peer's numbers start over: it restarted
                 tr.set = False
                 self.ack_from_set = False
                 self.window = self.window_size
-                self._requeue_unacknowledged()
-            elif not self.peer_hello and tr.set and seq != tr.expected:
-                self._requeue_unacknowledged()  # maybe a restart: cheap insurance
+                self._peer_started()
+            elif not tr.set or (not self.peer_hello and seq != tr.expected):
+                self._peer_started()  # first contact, or maybe a restart
             self.peer_hello = True
         else:
             self.peer_hello = False
-            self.requeued_episode = False
+            self.peer_episode = False
         cls = tr.classify(seq)
         if cls == "before":
             return DROP
@@ -194,12 +205,15 @@ class FtfwMachine(Machine):
             elif type(entry) is not Ctl:
                 self.source.release(entry)
 
-    def _requeue_unacknowledged(self) -> None:
-        """The peer may have restarted: send again, with new numbers, the objects and
-        RESYNC requests it did not acknowledge (old ACKs and NACKs are void)."""
-        if self.requeued_episode:
+    def _peer_started(self) -> None:
+        """The peer (re)started (once per HELLO episode): send again, with new numbers,
+        the objects and RESYNC requests it did not acknowledge (old ACKs and NACKs are
+        void), and ask for its internal cache (after a restart it does not send what
+        changed while it was down, nor what its previous life lost)."""
+        if self.peer_episode:
             return
-        self.requeued_episode = True
+        self.peer_episode = True
+        self._want_resync()
         for entry in list(self.rsq):
             if type(entry) is Ctl and not entry.flags & K.NET_F_RESYNC:
                 continue
@@ -217,10 +231,13 @@ class FtfwMachine(Machine):
         if self.fence is None or before(first_missing, self.fence):
             self._want_resync()
 
-    def _handshake_done(self) -> None:
+    def _handshake_done(self, out: list[Action]) -> None:
         self.hello = DONE
         if self.resync_wanted:
             self._queue_resync()
+        if self.bulk_on_start:
+            self.bulk_on_start = False
+            out.extend(self.send_bulk())
 
     def _want_resync(self) -> None:
         self.resync_wanted = True
@@ -254,26 +271,22 @@ class FtfwMachine(Machine):
     # --- sending ------------------------------------------------------------------------------
     def pending(self) -> bool:
         if self.hello == DONE:
-            return bool(self.txq)
-        return any(type(e) is Ctl and e.flags == K.NET_F_ALIVE for e in self.txq)
+            return bool(self.txq) or self.hello_alive is not None
+        return self.hello_alive is not None
 
     def flush(self, now: float) -> list[bytes]:
-        if self.hello == DONE or not self.txq:
-            return super().flush(now)
-        # handshake not done: only ALIVE|HELLO leaves, everything else waits in order
-        held = {}
-        alive = []
-        for e in self.txq:
-            if type(e) is Ctl and e.flags == K.NET_F_ALIVE:
-                alive.append(e)
-            else:
-                held[e] = None
-        if not alive:
+        alive = self.hello_alive
+        if alive is not None:  # the ALIVE|HELLO of the handshake leaves first
+            self.hello_alive = None
+            msg = self._transmit(alive, now)
+            out = [msg]
+            if self.hello == DONE:
+                out += super().flush(now)
+            self._after_run(now)
+            return out
+        if self.hello != DONE:  # everything else waits for the HELLO_BACK, in order
             return []
-        self.txq = dict.fromkeys(alive)
-        out = super().flush(now)
-        self.txq = held
-        return out
+        return super().flush(now)
 
     def _transmit(self, entry, now: float) -> bytes | None:
         extra = HELLO_BACK if self.peer_hello else 0
@@ -332,8 +345,7 @@ class FtfwMachine(Machine):
         if self.alive_at is None or now >= self.alive_at:
             self.alive_at = now + ALIVE_INTERVAL
             if self.hello != DONE:
-                if not any(type(e) is Ctl and e.flags == K.NET_F_ALIVE for e in self.txq):
-                    self._queue_ctl(K.NET_F_ALIVE)
+                self.hello_alive = Ctl(K.NET_F_ALIVE)
             elif self.ack_from_set and self.tracker.set:
                 self._queue_ctl(K.NET_F_ACK, self.ack_from, self.tracker.last)
                 self.ack_from_set = False
