@@ -15,10 +15,23 @@ import random
 from ipaddress import IPv4Address
 
 from conntrack_tools.conntrackd.sync.common import CacheOp
-from conntrack_tools.conntrackd.wire.codec import flow_message
+from conntrack_tools.conntrackd.wire import constants as K
+from conntrack_tools.conntrackd.wire.codec import SyncMessage, encode_message, flow_message
 from ctnetlink.model import Flow, TcpInfo, Tuple
 
 NEW, ALIVE, DEAD = 0, 1, 2
+
+
+def ctl(flags: int, seq: int, frm: int | None = None, to: int | None = None) -> bytes:
+    """A control message of a peer (with the 16-byte header for ACK/NACK/RESYNC)."""
+    if flags & (K.NET_F_ACK | K.NET_F_NACK | K.NET_F_RESYNC):
+        return encode_message(SyncMessage(K.NET_T_CTL, flags, seq, None, frm or 0, to or 0))
+    return encode_message(SyncMessage(K.NET_T_CTL, flags, seq))
+
+
+def data(i: int, seq: int, flags: int = 0, mtype: int = 0) -> bytes:
+    """A state message of a peer about test flow ``i``."""
+    return flow_message(mtype, make_flow(i), seq, flags)
 
 
 def flow_key(f: Flow) -> tuple:

@@ -15,25 +15,15 @@ from hypothesis import strategies as st
 from conntrack_tools.conntrackd.sync.common import CacheOp, Heard, Log, StreamReader
 from conntrack_tools.conntrackd.sync.ftfw import FtfwMachine
 from conntrack_tools.conntrackd.wire import constants as K
-from conntrack_tools.conntrackd.wire.codec import SyncMessage, decode_datagram, encode_message, flow_message
+from conntrack_tools.conntrackd.wire.codec import SyncMessage, decode_datagram
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.syncsim import FlowSource, make_flow  # noqa: E402
+from helpers.syncsim import FlowSource, ctl, data, make_flow  # noqa: E402
 
 HELLO, HELLO_BACK, ACK, NACK, RESYNC, ALIVE = (
     K.NET_F_HELLO, K.NET_F_HELLO_BACK, K.NET_F_ACK, K.NET_F_NACK, K.NET_F_RESYNC, K.NET_F_ALIVE)
 PEER = 0x10000000
-
-
-def ctl(flags: int, seq: int, frm: int | None = None, to: int | None = None) -> bytes:
-    if flags & (ACK | NACK | RESYNC):
-        return encode_message(SyncMessage(K.NET_T_CTL, flags, seq, None, frm or 0, to or 0))
-    return encode_message(SyncMessage(K.NET_T_CTL, flags, seq))
-
-
-def data(i: int, seq: int, flags: int = 0, mtype: int = 0) -> bytes:
-    return flow_message(mtype, make_flow(i), seq, flags)
 
 
 def sent(datagrams: list[bytes]) -> list[SyncMessage]:

@@ -14,8 +14,9 @@ from conntrack_tools.conntrackd.wire.codec import decode_datagram, flow_message
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.syncsim import FlowSource, make_flow  # noqa: E402
-from test_sync_ftfw import ACK, ALIVE, HELLO, RESYNC, ctl, data  # noqa: E402
+from helpers.syncsim import FlowSource, ctl, data, make_flow  # noqa: E402
+
+ACK, ALIVE, HELLO, RESYNC = K.NET_F_ACK, K.NET_F_ALIVE, K.NET_F_HELLO, K.NET_F_RESYNC
 
 
 def sent(datagrams):
