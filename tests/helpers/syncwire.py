@@ -1,5 +1,6 @@
 """Checks shared by the sync wire tests: the fast codec against construct's interpreter,
-and the sync fixture corpus (``fixtures/sync``) as plain data."""
+the sync fixture corpus (``fixtures/sync``) as plain data, and a hypothesis strategy of
+flows as the C sender can describe them."""
 from __future__ import annotations
 
 import functools
@@ -8,9 +9,12 @@ import json
 import struct
 from pathlib import Path
 
+from hypothesis import strategies as st
+
 from conntrack_tools.conntrackd.wire import constants as K
 from conntrack_tools.conntrackd.wire import schema as S
-from conntrack_tools.conntrackd.wire.codec import attr_list, walk
+from conntrack_tools.conntrackd.wire.codec import attr_list, reply_tuple, walk
+from ctnetlink.model import DccpInfo, Flow, SctpInfo, SeqAdj, Synproxy, TcpInfo, Tuple
 
 CORPUS = Path(__file__).resolve().parents[2] / "fixtures" / "sync"
 SCENARIOS = ("ftfw-multicast", "notrack-udp", "alarm-multicast", "ftfw-udp6", "ftfw-tcp")
@@ -69,3 +73,60 @@ def assert_interpreter_agrees(data: bytes) -> None:
             fast = attr_list(m.payload, m.type >= 3)
             assert fast == [(n, _interpreted_values(v)) for n, v in t["attrs"]]
     assert S.build_interpreted(theirs) == data
+
+
+# --- random flows ---------------------------------------------------------------------------
+
+addr4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+addr6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def flows(draw) -> Flow:
+    v6 = draw(st.booleans())
+    addr = addr6 if v6 else addr4
+    proto = draw(st.sampled_from([6, 17, 1 if not v6 else 58, 132, 33, 47, 136]))
+    src, dst = draw(addr), draw(addr)
+    kw = {}
+    if proto in (1, 58):
+        itype = draw(st.sampled_from([8, 0, 13] if proto == 1 else [128, 129]))
+        orig = Tuple(src=src, dst=dst, proto=proto, icmp_type=itype, icmp_code=0,
+                     icmp_id=draw(u16))
+    elif proto in (47, 136):
+        orig = Tuple(src=src, dst=dst, proto=proto)
+    else:
+        orig = Tuple(src=src, dst=dst, proto=proto, sport=draw(u16), dport=draw(u16))
+    if proto == 6:
+        kw["tcp"] = TcpInfo(state=draw(st.integers(0, 9)))
+    elif proto == 132:
+        kw["sctp"] = SctpInfo(state=draw(u8), vtag_orig=draw(u32), vtag_reply=draw(u32))
+    elif proto == 33:
+        kw["dccp"] = DccpInfo(state=draw(u8), role=draw(u8))
+    reply = reply_tuple(orig)
+    status = draw(u32) & ~(K.IPS_SRC_NAT_DONE | K.IPS_DST_NAT_DONE)
+    if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
+        reply.dst = draw(addr)
+        reply.dport = draw(u16)
+        status |= K.IPS_SRC_NAT_DONE
+    if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
+        reply.src = draw(addr)
+        reply.sport = draw(u16)
+        status |= K.IPS_DST_NAT_DONE
+    if draw(st.booleans()):
+        kw["master"] = Tuple(src=draw(addr), dst=draw(addr), proto=6, sport=draw(u16),
+                             dport=draw(u16))
+    if draw(st.booleans()):
+        kw["seq_adj_orig"] = SeqAdj(correction_pos=draw(u32), offset_before=draw(u32),
+                                    offset_after=draw(u32))
+        kw["seq_adj_reply"] = SeqAdj(correction_pos=draw(u32), offset_before=draw(u32),
+                                     offset_after=draw(u32))
+    if draw(st.booleans()):
+        kw["labels"] = draw(st.integers(1, 2**128 - 1))
+        kw["labels_size"] = 16
+    return Flow(family=10 if v6 else 2, orig=orig, reply=reply, status=status,
+                timeout=draw(st.none() | u32), mark=draw(st.none() | u32),
+                zone=draw(st.none() | u16), helper=draw(st.none() | st.sampled_from(["ftp", "sip"])),
+                synproxy=draw(st.none() | st.builds(Synproxy, isn=u32, its=u32, tsoff=u32)), **kw)
+
+

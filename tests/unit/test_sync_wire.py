@@ -26,11 +26,11 @@ from conntrack_tools.conntrackd.wire.codec import (
     encode_message, flow_from_attrs, flow_message, labels_payload, parse_attrs, walk,
 )
 from conntrack_tools.conntrackd.wire.shapes import Decoder, slots_builder
-from ctnetlink.model import DccpInfo, Expect, Flow, SctpInfo, SeqAdj, Synproxy, TcpInfo, Tuple
+from ctnetlink.model import Expect, Flow, Synproxy, TcpInfo, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.syncwire import assert_interpreter_agrees  # noqa: E402
+from helpers.syncwire import assert_interpreter_agrees, flows  # noqa: E402
 
 
 def h(text: str) -> bytes:
@@ -222,59 +222,7 @@ def test_corrupted_datagrams_raise_only_the_decode_error(raw: bytes, data) -> No
 
 # --- round trips of random flows ---------------------------------------------------------------
 
-addr4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
-addr6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
 u8, u16, u32 = st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1)
-
-
-@st.composite
-def flows(draw) -> Flow:
-    v6 = draw(st.booleans())
-    addr = addr6 if v6 else addr4
-    proto = draw(st.sampled_from([6, 17, 1 if not v6 else 58, 132, 33, 47, 136]))
-    src, dst = draw(addr), draw(addr)
-    kw = {}
-    if proto in (1, 58):
-        itype = draw(st.sampled_from([8, 0, 13] if proto == 1 else [128, 129]))
-        orig = Tuple(src=src, dst=dst, proto=proto, icmp_type=itype, icmp_code=0,
-                     icmp_id=draw(u16))
-    elif proto in (47, 136):
-        orig = Tuple(src=src, dst=dst, proto=proto)
-    else:
-        orig = Tuple(src=src, dst=dst, proto=proto, sport=draw(u16), dport=draw(u16))
-    if proto == 6:
-        kw["tcp"] = TcpInfo(state=draw(st.integers(0, 9)))
-    elif proto == 132:
-        kw["sctp"] = SctpInfo(state=draw(u8), vtag_orig=draw(u32), vtag_reply=draw(u32))
-    elif proto == 33:
-        kw["dccp"] = DccpInfo(state=draw(u8), role=draw(u8))
-    from conntrack_tools.conntrackd.wire.codec import reply_tuple
-
-    reply = reply_tuple(orig)
-    status = draw(u32) & ~(K.IPS_SRC_NAT_DONE | K.IPS_DST_NAT_DONE)
-    if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
-        reply.dst = draw(addr)
-        reply.dport = draw(u16)
-        status |= K.IPS_SRC_NAT_DONE
-    if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
-        reply.src = draw(addr)
-        reply.sport = draw(u16)
-        status |= K.IPS_DST_NAT_DONE
-    if draw(st.booleans()):
-        kw["master"] = Tuple(src=draw(addr), dst=draw(addr), proto=6, sport=draw(u16),
-                             dport=draw(u16))
-    if draw(st.booleans()):
-        kw["seq_adj_orig"] = SeqAdj(correction_pos=draw(u32), offset_before=draw(u32),
-                                    offset_after=draw(u32))
-        kw["seq_adj_reply"] = SeqAdj(correction_pos=draw(u32), offset_before=draw(u32),
-                                     offset_after=draw(u32))
-    if draw(st.booleans()):
-        kw["labels"] = draw(st.integers(1, 2**128 - 1))
-        kw["labels_size"] = 16
-    return Flow(family=10 if v6 else 2, orig=orig, reply=reply, status=status,
-                timeout=draw(st.none() | u32), mark=draw(st.none() | u32),
-                zone=draw(st.none() | u16), helper=draw(st.none() | st.sampled_from(["ftp", "sip"])),
-                synproxy=draw(st.none() | st.builds(Synproxy, isn=u32, its=u32, tsoff=u32)), **kw)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -212,8 +212,10 @@ _NS = {"_master": _master, "_variable": _variable, "_labels": labels_payload, "_
 # --- the common flows: one function and one struct per variant ------------------------------
 #
 # A variant is the set of optional attributes a flow has among the frequent ones (bit
-# values below). Flows with a master, sequence adjustment, helper or labels take the
-# general encoder of their kind (:func:`_source`).
+# values below), plus the lengths of the helper name and label payload. Flows with a
+# master or sequence adjustment take the general encoder of their kind (:func:`_source`).
+# The variant functions are generated from value expressions (:data:`FLOW_VALUES`):
+# :mod:`.ctsync` generates them over the values of a ctnetlink message instead.
 
 STATE, TIMEOUT, MARK, SNAT, DNAT, SPAT, DPAT, HELPER, LABELS, SYNPROXY, ZONE = (
     1 << i for i in range(11))
@@ -221,82 +223,108 @@ LENGTHS = 1 << 11
 """Variant keys above the bits: the helper name's length (bits 11-15) and the label
 payload's length (from bit 16)."""
 
+FLOW_ARGS = "o, r, st, p, t, m, sp, z, rd, rs, h, lb"
+"""The arguments of a variant function generated for Flow objects: ``o`` orig, ``r``
+reply, ``st`` status, ``p`` protocol info, ``t`` timeout, ``m`` mark, ``sp`` synproxy,
+``z`` zone, ``rd``/``rs`` the reply ports, ``h`` the helper name (with its NUL), ``lb``
+the label payload."""
 
-def _variant_attrs(version: int, group: str, wt: bool, bits: int) -> list[tuple[str, tuple]]:
-    """(attribute, value expressions) of a variant, in ``ct2msg``'s order. The variant
-    function's arguments: ``o`` orig, ``r`` reply, ``st`` status, ``p`` protocol info,
-    ``t`` timeout, ``m`` mark, ``sp`` synproxy, ``z`` zone, ``rd``/``rs`` the reply
-    ports, ``h`` the helper name (with its NUL), ``lb`` the label payload."""
+
+def flow_values(version: int) -> dict[str, str]:
+    """Value expressions over :data:`FLOW_ARGS` (addresses as the ints of ``_ip`` for
+    IPv4 when :data:`V4_INT`, else as bytes)."""
+    addr = _V6 if version == 6 else _V4
+    return {"src": f"o.src{addr}", "dst": f"o.dst{addr}", "status": "st or 0",
+            "proto": "o.proto or 0", "sport": "o.sport or 0", "dport": "o.dport or 0",
+            "state": "p.state", "wscale_orig": "p.wscale_orig or 0",
+            "wscale_reply": "p.wscale_reply or 0", "itype": "o.icmp_type",
+            "icode": "o.icmp_code or 0", "iid": "(o.icmp_id or 0)",
+            "vtag_orig": "p.vtag_orig or 0", "vtag_reply": "p.vtag_reply or 0",
+            "role": "p.role or 0", "timeout": "t", "mark": "m", "snat": f"r.dst{addr}",
+            "dnat": f"r.src{addr}", "spat": "rd", "dpat": "rs", "helper": "h",
+            "labels": "lb", "its": "sp.its", "isn": "sp.isn", "tsoff": "sp.tsoff",
+            "zone": "z"}
+
+
+def _variant_attrs(version: int, group: str, wt: bool, bits: int,
+                   x: dict[str, str]) -> list[tuple[str, tuple]]:
+    """(attribute, value expressions) of a variant, in ``ct2msg``'s order."""
     out: list[tuple[str, tuple]] = []
     v6 = version == 6
-    addr = _V6 if v6 else _V4
-    out.append(("NTA_IPV6" if v6 else "NTA_IPV4", (f"o.src{addr}", f"o.dst{addr}")))
-    out.append(("NTA_STATUS", ("st or 0",)))
-    out.append(("NTA_L4PROTO", ("o.proto or 0",)))
+    out.append(("NTA_IPV6" if v6 else "NTA_IPV4", (x["src"], x["dst"])))
+    out.append(("NTA_STATUS", (x["status"],)))
+    out.append(("NTA_L4PROTO", (x["proto"],)))
     if group in ("tcp", "udp", "sctp", "dccp"):
-        out.append(("NTA_PORT", ("o.sport or 0", "o.dport or 0")))
+        out.append(("NTA_PORT", (x["sport"], x["dport"])))
     if bits & STATE:
         if group == "tcp":
-            out.append(("NTA_TCP_STATE", ("p.state",)))
+            out.append(("NTA_TCP_STATE", (x["state"],)))
             if wt:
-                out.append(("NTA_TCP_WSCALE_ORIG", ("p.wscale_orig or 0",)))
-                out.append(("NTA_TCP_WSCALE_REPL", ("p.wscale_reply or 0",)))
+                out.append(("NTA_TCP_WSCALE_ORIG", (x["wscale_orig"],)))
+                out.append(("NTA_TCP_WSCALE_REPL", (x["wscale_reply"],)))
         elif group == "icmp":
-            out.append(("NTA_ICMP_TYPE", ("o.icmp_type",)))
-            out.append(("NTA_ICMP_CODE", ("o.icmp_code or 0",)))
-            out.append(("NTA_ICMP_ID", ("(o.icmp_id or 0)",)))
+            out.append(("NTA_ICMP_TYPE", (x["itype"],)))
+            out.append(("NTA_ICMP_CODE", (x["icode"],)))
+            out.append(("NTA_ICMP_ID", (x["iid"],)))
         elif group == "sctp":
-            out.append(("NTA_SCTP_STATE", ("p.state",)))
-            out.append(("NTA_SCTP_VTAG_ORIG", ("p.vtag_orig or 0",)))
-            out.append(("NTA_SCTP_VTAG_REPL", ("p.vtag_reply or 0",)))
+            out.append(("NTA_SCTP_STATE", (x["state"],)))
+            out.append(("NTA_SCTP_VTAG_ORIG", (x["vtag_orig"],)))
+            out.append(("NTA_SCTP_VTAG_REPL", (x["vtag_reply"],)))
         elif group == "dccp":
-            out.append(("NTA_DCCP_STATE", ("p.state",)))
-            out.append(("NTA_DCCP_ROLE", ("p.role or 0",)))
+            out.append(("NTA_DCCP_STATE", (x["state"],)))
+            out.append(("NTA_DCCP_ROLE", (x["role"],)))
     if bits & TIMEOUT:
-        out.append(("NTA_TIMEOUT", ("t",)))
+        out.append(("NTA_TIMEOUT", (x["timeout"],)))
     if bits & MARK:
-        out.append(("NTA_MARK", ("m",)))
+        out.append(("NTA_MARK", (x["mark"],)))
     if bits & SNAT:
-        out.append(("NTA_SNAT_IPV6" if v6 else "NTA_SNAT_IPV4", (f"r.dst{addr}",)))
+        out.append(("NTA_SNAT_IPV6" if v6 else "NTA_SNAT_IPV4", (x["snat"],)))
     if bits & DNAT:
-        out.append(("NTA_DNAT_IPV6" if v6 else "NTA_DNAT_IPV4", (f"r.src{addr}",)))
+        out.append(("NTA_DNAT_IPV6" if v6 else "NTA_DNAT_IPV4", (x["dnat"],)))
     if bits & SPAT:
-        out.append(("NTA_SPAT_PORT", ("rd",)))
+        out.append(("NTA_SPAT_PORT", (x["spat"],)))
     if bits & DPAT:
-        out.append(("NTA_DPAT_PORT", ("rs",)))
+        out.append(("NTA_DPAT_PORT", (x["dpat"],)))
     if bits & HELPER:
-        out.append(("NTA_HELPER_NAME", ("h",)))
+        out.append(("NTA_HELPER_NAME", (x["helper"],)))
     if bits & LABELS:
-        out.append(("NTA_LABELS", ("lb",)))
+        out.append(("NTA_LABELS", (x["labels"],)))
     if bits & SYNPROXY:
-        out.append(("NTA_SYNPROXY", ("sp.its", "sp.isn", "sp.tsoff")))
+        out.append(("NTA_SYNPROXY", (x["its"], x["isn"], x["tsoff"])))
     if bits & ZONE:
-        out.append(("NTA_ZONE", ("z",)))
+        out.append(("NTA_ZONE", (x["zone"],)))
     return out
 
 
-def _variant_source(version: int, group: str, wt: bool, key: int) -> tuple[str, str]:
-    """(source of ``var(vt, flags, seq, o, r, st, p, t, m, sp, z, rd, rs, h, lb)``, body
-    format) of the variant ``key`` (bits and lengths)."""
-    fmt, args = "", []
+def variant_source(version: int, group: str, wt: bool, key: int, x: dict[str, str],
+                   args: str = FLOW_ARGS, v4_int: bool = V4_INT) -> tuple[str, str]:
+    """(source of ``var(vt, flags, seq, <args>)``, body format) of the variant ``key``
+    (bits and lengths) with values from the expressions ``x``."""
+    fmt, out = "", []
     lengths = {"NTA_HELPER_NAME": (key >> 11) & 0x1F, "NTA_LABELS": key >> 16}
-    for name, exprs in _variant_attrs(version, group, wt, key & (LENGTHS - 1)):
+    for name, exprs in _variant_attrs(version, group, wt, key & (LENGTHS - 1), x):
         if name in lengths:
             n = lengths[name]
             num = _BY_NAME[name][0]
             fmt += f"I{n}s" + "x" * (-n % 4)
-            args += [str((4 + n) << 16 | num), exprs[0]]
+            out += [str((4 + n) << 16 | num), exprs[0]]
             continue
-        piece, (exact, num), swap = _piece(name, V4_INT)
+        piece, (exact, num), swap = _piece(name, v4_int)
         fmt += "I" + piece[2:]  # the attribute header as one word
-        args.append(str(exact << 16 | num))
-        for x in exprs:
-            args.append(f"(({x} & 255) << 8 | {x} >> 8)" if swap else x)
-    body = ", ".join(args)
+        out.append(str(exact << 16 | num))
+        for e in exprs:
+            out.append(f"(({e}) & 255) << 8 | ({e}) >> 8" if swap else e)
+    body = ", ".join(out)
     size = struct.calcsize(">BBHI" + fmt)
-    return ("def var(vt, flags, seq, o, r, st, p, t, m, sp, z, rd, rs, h, lb):\n"
+    return (f"def var(vt, flags, seq, {args}):\n"
             f"    if vt is None:\n        return _B({body})\n"
             f"    return _W(vt, flags, {size}, seq, {body})\n"), fmt
+
+
+def compile_variant(source: str, fmt: str) -> Callable:
+    ns = {"_B": struct.Struct(">" + fmt).pack, "_W": struct.Struct(">BBHI" + fmt).pack}
+    exec(source, ns)  # noqa: S102 - generated from the schema tables
+    return ns["var"]
 
 
 def _dispatch_source(version: int, group: str, wt: bool, ct: bool) -> str:
@@ -357,14 +385,13 @@ def _kind(version: int, group: str, wt: bool, ct: bool) -> Callable:
     if not version:
         return general
     variants: dict[int, Callable] = {}
+    values = flow_values(version)
 
     def make_variant(key: int) -> Callable:
-        source, fmt = _variant_source(version, group, wt, key)
-        vns = {"_B": struct.Struct(">" + fmt).pack, "_W": struct.Struct(">BBHI" + fmt).pack}
-        exec(source, vns)  # noqa: S102 - generated from the schema tables
+        fn = compile_variant(*variant_source(version, group, wt, key, values))
         if len(variants) >= MAX_FORMATS:
             variants.clear()
-        fn = variants[key] = vns["var"]
+        variants[key] = fn
         return fn
 
     dns = {"_general": general, "_V": variants.get, "_variant": make_variant,
