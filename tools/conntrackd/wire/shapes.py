@@ -205,12 +205,6 @@ class Decoder:
 
     def decode(self, buf, start: int, end: int, base: int = 0):
         """The object the payload ``buf[start:end]`` describes."""
-        cands = self._shapes.get(end - start)
-        if cands:
-            key = int.from_bytes(buf[start:end], "little")
-            for sh in cands:
-                if key & sh.mask == sh.expected:
-                    return sh.build(sh.unpack_from(buf, start))
         sh = self.shape(buf, start, end, base)
         return sh.build(sh.unpack_from(buf, start))
 
