@@ -1,11 +1,12 @@
 """The direct paths between ctnetlink and sync messages equal the Flow paths.
 
 ``ctsync.sync_message`` (a ctnetlink conntrack message straight to the sync message the
-C sender makes of it) equals ``flow_message(type, decode_flow(message))``, and
+C sender makes of it) equals ``flow_message(type, decode_flow(message))``;
 ``ctsync.payload_commit_request`` (a sync payload straight to the ctnetlink request
-that commits it) equals ``encode_flow(commit_flow(decoded flow))``: on the kernel
-tables and the datagrams of the recorded corpus, and on random flows (hypothesis),
-with every option.
+that commits it) equals ``encode_flow(commit_flow(decoded flow))``; and
+``ctsync.payload_flow_attrs`` (a sync payload straight to the ctnetlink attributes of
+its flow) equals ``encode_flow(decoded flow)``: on the kernel tables and the datagrams
+of the recorded corpus, and on random flows (hypothesis), with every option.
 """
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from hypothesis import strategies as st
 from conntrack_tools.conntrackd.wire.codec import (
     decode_datagram, decode_payload, encode_flow, flow_message, walk,
 )
-from conntrack_tools.conntrackd.wire.ctsync import commit_request, payload_commit_request, sync_message
+from conntrack_tools.conntrackd.wire.ctsync import (
+    commit_request, payload_commit_request, payload_flow_attrs, payload_flow_message, sync_message,
+)
 from ctnetlink.decode import decode_flow
+from ctnetlink.encode import encode_flow as ct_encode_flow
 from ctnetlink.encode import flow_message as ct_message
 from ctnetlink.model import Flow
 
@@ -62,6 +66,9 @@ def test_received_payloads_to_commit_requests(wt: bool) -> None:
         for timeout in (None, 0, 572):
             assert payload_commit_request(body, timeout=timeout, window_tracking=wt) == \
                 commit_request(flow, timeout=timeout, window_tracking=wt)
+        assert payload_flow_attrs(body) == (flow.family, ct_encode_flow(flow))
+        msg = payload_flow_message(body)
+        assert decode_flow(msg, 0, len(msg)) == flow
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,3 +89,4 @@ def test_random_flows_take_the_direct_paths_exactly(flow: Flow, opts, nat_done, 
     for timeout in (None, 300):
         assert payload_commit_request(body, timeout=timeout, window_tracking=wt) == \
             commit_request(m.payload, timeout=timeout, window_tracking=wt)
+    assert payload_flow_attrs(body)[1] == ct_encode_flow(m.payload)

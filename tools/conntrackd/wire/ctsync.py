@@ -10,7 +10,10 @@ fields (one struct per variant, addresses copied as bytes). Layouts with a maste
 tuple or sequence adjustment, and names longer than the variant keys hold, take the
 Flow path. The result equals ``flow_message(type, decode_flow(message), ...)``.
 
-:func:`payload_commit_request` is the other direction: a received sync payload to the
+:func:`payload_flow_attrs` / :func:`payload_flow_message` turn a received sync payload
+into the ctnetlink attributes of the flow it describes (what the kernel would report:
+the form the daemon's caches store), and :func:`payload_commit_request` is the other
+direction: a received sync payload to the
 attributes of the ctnetlink request that creates its flow in the kernel (commit, or a
 NEW injected with ``DisableExternalCache``), generated per payload layout, protocol
 and variant (what NAT the values show, the timeout, the helper name) as one struct of
@@ -240,9 +243,12 @@ def _flatten(nodes: list) -> tuple[str, list[str], int]:
 R_SNAT, R_DNAT, R_SPAT, R_DPAT, R_RTYPE, R_TIMEOUT = (1 << i for i in range(6))
 
 
-def _commit_nodes(slots: dict, proto: int, wt: bool, bits: int, hlen: int) -> list:
-    """The request's attributes (libnetfilter_conntrack's order, as
-    :func:`ctnetlink.encode.encode_flow` writes them) for a variant."""
+def _commit_nodes(slots: dict, proto: int, wt: bool, bits: int, hlen: int,
+                  commit: bool = True) -> list:
+    """The ctnetlink attributes (libnetfilter_conntrack's order, as
+    :func:`ctnetlink.encode.encode_flow` writes them) of a variant: of the commit
+    request, or (``commit`` False) of the flow as decoded (the kernel's view: the reply
+    tuple with the NAT applied, status and timeout as received)."""
 
     def val(a: int, k: int = 0) -> str:
         s = slots[a]
@@ -259,12 +265,19 @@ def _commit_nodes(slots: dict, proto: int, wt: bool, bits: int, hlen: int) -> li
     def tuple_nodes(s: str, d: str, reply: bool) -> list:
         ip = _Nest(1, [_Leaf(3 if v6 else 1, acode, s), _Leaf(4 if v6 else 2, acode, d)])
         pr = [_Leaf(1, "B", str(proto))]
-        if proto in PORT_L4:
+        if proto in PORT_L4 and commit:  # request tuples always carry ports
             sp = val(3, 0) if has(3) else "0"
             dp = val(3, 1) if has(3) else "0"
             if reply:
                 sp, dp = dp, sp
             pr += [_Leaf(2, "H", sp), _Leaf(3, "H", dp)]
+        elif proto in PORT_L4:  # the decoded tuples: as sent, NAT ports in the reply
+            sp = val(3, 0) if has(3) else None
+            dp = val(3, 1) if has(3) else None
+            if reply:
+                sp, dp = (val(15) if has(15) else dp), (val(14) if has(14) else sp)
+            pr += [_Leaf(2, "H", sp)] if sp is not None else []
+            pr += [_Leaf(3, "H", dp)] if dp is not None else []
         elif icmp:
             base = 6 if proto == 1 else 9  # CODE, TYPE, ID attribute numbers descend
             if has(23):
@@ -275,16 +288,21 @@ def _commit_nodes(slots: dict, proto: int, wt: bool, bits: int, hlen: int) -> li
                 pr.append(_Leaf(base - 2, "H", val(24)))
         return [ip, _Nest(2, pr)]
 
-    out: list = [_Nest(1, tuple_nodes(src, dst, False)), _Nest(2, tuple_nodes(dst, src, True))]
+    if commit:  # the plain inversion: the kernel applies the NAT requests
+        rsrc, rdst = dst, src
+    else:
+        rsrc = val(30) if has(30) else val(13) if has(13) else dst
+        rdst = val(29) if has(29) else val(12) if has(12) else src
+    out: list = [_Nest(1, tuple_nodes(src, dst, False)), _Nest(2, tuple_nodes(rsrc, rdst, True))]
     if has(5):
-        out.append(_Leaf(3, "I", f"{val(5)} & 0xFFFFFFFE"))
+        out.append(_Leaf(3, "I", f"{val(5)} & 0xFFFFFFFE" if commit else val(5)))
     if bits & R_TIMEOUT:
-        out.append(_Leaf(7, "I", "t"))
+        out.append(_Leaf(7, "I", "t" if commit else val(6)))
     if has(7):
         out.append(_Leaf(8, "I", val(7)))
     if has(4) or has(25) or has(26):
         tcp = [_Leaf(1, "B", val(4))] if has(4) else []
-        if has(4) and not wt:  # the "be liberal" flag in both directions
+        if has(4) and not wt and commit:  # the "be liberal" flag in both directions
             tcp += [_Leaf(4, "BB", "8", "8"), _Leaf(5, "BB", "8", "8")]
         tcp += [_Leaf(2, "B", val(25))] if has(25) else []
         tcp += [_Leaf(3, "B", val(26))] if has(26) else []
@@ -297,7 +315,7 @@ def _commit_nodes(slots: dict, proto: int, wt: bool, bits: int, hlen: int) -> li
                                        if has(x)])]))
     for nat_bit, pat_bit, atype, addr_attrs, pat_attr, port in (
             (R_SNAT, R_SPAT, 6, (29, 12), 14, "rd"), (R_DNAT, R_DPAT, 13, (30, 13), 15, "rs")):
-        if not bits & (nat_bit | pat_bit):
+        if not commit or not bits & (nat_bit | pat_bit):
             continue
         parts: list = []
         if bits & nat_bit:
@@ -374,13 +392,34 @@ def _le(words: tuple) -> bytes:
     return struct.pack(f"<{len(words)}I", *words)
 
 
-def _compile_commit(slots: dict, proto: int, wt: bool) -> Callable | None:
+def _event_dispatch(slots: dict, proto: int) -> str:
+    """The source of ``req(v, t)`` for the decoded-flow attributes: only the reply ICMP
+    type and the helper name depend on the values."""
+    has = slots.__contains__
+    L = ["def req(v, t):", f"    bits = {'R_TIMEOUT' if has(6) else '0'}; h = lb = ri = None"]
+    if proto in (1, 58) and has(22):
+        s = slots[22]
+        L.append(f"    ri = {'_I6' if proto == 58 else '_I4'}.get(v[{s.index}])\n"
+                 "    if ri is not None:\n        bits |= R_RTYPE")
+    if has(27):
+        L.append(f"    h = _str(v[{slots[27].index}]).encode() + b'\\0'\n"
+                 "    if len(h) > 255:\n        return None\n    bits |= len(h) << 8")
+    if has(28):
+        s28 = slots[28]
+        L.append(f"    lb = _le(v[{s28.index}:{s28.index + s28.count}])")
+    L.append("    fn = _V(bits)\n    if fn is None:\n        fn = _variant(bits)")
+    L.append("    return fn(v, t, h, lb, ri, 0, 0)")
+    return "\n".join(L) + "\n"
+
+
+def _compile_commit(slots: dict, proto: int, wt: bool, commit: bool = True) -> Callable | None:
     if any(a in slots for a in (8, 9, 10, 11, 16)) or not (0 in slots or 1 in slots):
         return None  # master tuple, sequence adjustment, no addresses: the Flow path
     variants: dict[int, Callable] = {}
 
     def make_variant(bits: int) -> Callable:
-        fmt, args, _ = _flatten(_commit_nodes(slots, proto, wt, bits & 0xFF, bits >> 8))
+        fmt, args, _ = _flatten(_commit_nodes(slots, proto, wt, bits & 0xFF, bits >> 8,
+                                              commit))
         src = f"def var(v, t, h, lb, ri, rd, rs):\n    return _P({', '.join(args)})\n"
         ns = {"_P": struct.Struct(">" + fmt).pack}
         exec(src, ns)  # noqa: S102 - generated from the schema tables
@@ -392,7 +431,8 @@ def _compile_commit(slots: dict, proto: int, wt: bool) -> Callable | None:
     ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_le": _le,
           "_I4": ICMP_REPLY, "_I6": ICMPV6_REPLY, "R_SNAT": R_SNAT, "R_DNAT": R_DNAT,
           "R_SPAT": R_SPAT, "R_DPAT": R_DPAT, "R_RTYPE": R_RTYPE, "R_TIMEOUT": R_TIMEOUT}
-    exec(_commit_dispatch(slots, proto), ns)  # noqa: S102 - generated from the schema tables
+    source = _commit_dispatch(slots, proto) if commit else _event_dispatch(slots, proto)
+    exec(source, ns)  # noqa: S102 - generated from the schema tables
     return ns["req"]
 
 
@@ -420,4 +460,39 @@ def payload_commit_request(payload: bytes, *, timeout: int | None = None,
     return commit_request(shape.build(values), timeout=timeout, window_tracking=window_tracking)
 
 
-__all__ = ["sync_message", "commit_request", "payload_commit_request", "flowenc"]
+def payload_flow_attrs(payload: bytes, *, shape=None, values=None) -> tuple[int, bytes]:
+    """(family, ctnetlink attributes) of the flow a sync conntrack payload describes, as
+    the kernel would report it (what a cache of ctnetlink entries stores for a received
+    message), straight from the payload's values: the attributes equal
+    :func:`ctnetlink.encode.encode_flow` of the decoded flow."""
+    if shape is None:
+        shape, values = CT_DECODER.values(payload, 0, len(payload))
+    slots = shape.slots
+    family = 10 if 1 in slots else 2
+    proto_slot = slots.get(2)
+    proto = values[proto_slot.index] if proto_slot is not None else None
+    key = ("flow", proto)
+    fn = shape.cache.get(key, _NONE)
+    if fn is _NONE:
+        fn = shape.cache[key] = _compile_commit(slots, proto, False, commit=False) \
+            if proto is not None else None
+    if fn is not None:
+        out = fn(values, None)
+        if out is not None:
+            return family, out
+    flow = shape.build(values)
+    return flow.family or family, ct_encode_flow(flow)
+
+
+def payload_flow_message(payload: bytes, mtype: int = 0x100, *, shape=None,
+                         values=None) -> bytes:
+    """:func:`payload_flow_attrs` as a complete ctnetlink message (``IPCTNL_MSG_CT_NEW``
+    by default), the form the daemon's caches take."""
+    family, attrs = payload_flow_attrs(payload, shape=shape, values=values)
+    return _NLMSG.pack(20 + len(attrs), mtype, 0, 0, 0, family, 0, 0) + attrs
+
+
+_NLMSG = struct.Struct("=IHHIIBBH")
+
+__all__ = ["sync_message", "commit_request", "payload_commit_request", "payload_flow_attrs",
+           "payload_flow_message", "flowenc"]
