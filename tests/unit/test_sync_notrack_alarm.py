@@ -6,6 +6,9 @@ import struct
 import sys
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from conntrack_tools.conntrackd.sync.alarm import AlarmMachine
 from conntrack_tools.conntrackd.sync.common import CacheOp, Heard, KernelDump, Log
 from conntrack_tools.conntrackd.sync.notrack import NotrackMachine
@@ -146,3 +149,19 @@ def test_alarm_external_entries_expire_after_cache_timeout() -> None:
     assert [a.obj.orig for a in m.tick(10.0)] == [make_flow(1).orig]
     assert m.next_deadline() is None
     assert m.request_resync() == [] and m.send_bulk() == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=100), max_size=5), st.integers(0, 2))
+def test_bad_input_never_raises(blobs: list[bytes], which: int) -> None:
+    m = (NotrackMachine(None, seq=1), AlarmMachine(None, cache_timeout=1),
+         NotrackMachine(None, seq=1, disable_internal_cache=True))[which]
+    t = 0.0
+    for b in blobs + [data(1, 5)[:-3], b"\x1f" + data(1, 6)[1:], data(1, 4) + b"\x10"]:
+        t += 0.5
+        for a in m.receive(b, t):
+            if type(a) is CacheOp:
+                a.obj
+        m.tick(t)
+        m.flush(t)
+    assert m.stats.malformed >= 3
