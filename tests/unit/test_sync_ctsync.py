@@ -71,7 +71,7 @@ def test_received_payloads_to_commit_requests(wt: bool) -> None:
         assert decode_flow(msg, 0, len(msg)) == flow
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flows(), st.sampled_from(OPTIONS), st.sampled_from([None, 0, 0x80, 0x180]),
        st.integers(0, 2))
 def test_random_flows_take_the_direct_paths_exactly(flow: Flow, opts, nat_done, mtype: int) -> None:

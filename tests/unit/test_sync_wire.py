@@ -280,7 +280,7 @@ def test_expect_round_trip_with_nat_and_ipv6() -> None:
 
 # --- the fast paths equal the reference paths ----------------------------------------------------
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flows(), st.booleans(), st.booleans(), st.integers(0, 2), u32, u8,
        st.sampled_from([None, 0, 0x80, 0x100, 0x180]))
 def test_generated_encoders_equal_the_reference(flow: Flow, wt: bool, ct: bool, mtype: int,
@@ -295,7 +295,7 @@ def test_generated_encoders_equal_the_reference(flow: Flow, wt: bool, ct: bool, 
     assert whole == struct.pack(">BBHI", 0x10 | mtype, flags, 8 + len(body), seq) + body
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flows(), st.booleans())
 def test_shapes_decode_as_the_reference(flow: Flow, wt: bool) -> None:
     body = encode_flow_reference(flow, window_tracking=wt)
