@@ -6,7 +6,7 @@ PYTHON ?= .venv/bin/python
 JOBS ?= 2
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: fixtures fixture-tests fixture-coverage
+.PHONY: fixtures fixture-tests fixture-coverage sync-fixtures
 
 # Re-record the whole fixture corpus from the reference /usr/sbin/conntrack
 # (tools/fixture/corpus.py; one private network namespace per scenario).
@@ -21,3 +21,8 @@ fixture-tests:
 # Which CTA_* attributes the corpus holds, and why the others are missing.
 fixture-coverage:
 	$(PYTHON) -m conntrack_tools.fixture coverage --dir fixtures --paths
+
+# Re-record the conntrackd sync corpus (fixtures/sync) from pairs of C conntrackd 1.4.7
+# in private namespaces (tools/fixture/synccorpus.py; root; about two minutes).
+sync-fixtures:
+	$(PYTHON) -m conntrack_tools.fixture.synccorpus --dir fixtures/sync

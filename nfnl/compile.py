@@ -87,9 +87,15 @@ def render_ctnetlink() -> str:
     return schema.render_compiled()
 
 
+def render_sync_wire() -> str:
+    schema = importlib.import_module("conntrack_tools.conntrackd.wire.schema")
+    return schema.render_compiled()
+
+
 TARGETS = {
     "nfnl/_compiled.py": render_nfnl,
     "ctnetlink/_compiled.py": render_ctnetlink,
+    "tools/conntrackd/wire/_compiled.py": render_sync_wire,
 }
 
 

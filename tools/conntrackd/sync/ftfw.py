@@ -1,0 +1,382 @@
+"""FTFW, the reliable sync mode, as a pure state machine (wire-compatible with 1.4.7).
+
+Public API (:class:`FtfwMachine`, see :mod:`.common` for the shared parts)::
+
+    m = FtfwMachine(source, seq=int(time.time()), window=300, resend_queue_size=131072,
+                    startup_resync=False, disable_external_cache=False)
+    actions = m.receive(datagram, now)   # CacheOp / Log / Heard actions
+    m.enqueue(ref)                       # an internal cache object changed
+    m.request_resync(); m.send_bulk()    # -n, -B (return Log actions)
+    m.tick(now)                          # timers due (alive/ACK, hole resend)
+    for d in m.flush(now): channel.send(d)
+    m.next_deadline()                    # when to call tick() next
+    m.stats, m.queue_stats(), m.rsqueue_dump()   # -s network / -s queue / -s rsqueue
+
+The C daemon's rules (conntrackd.md §5.10) are kept where a peer can see them: the
+message header and flags, ACK windows of ``ACKWindowSize`` messages (control
+messages count too; the window is not reset by the alive ACK), the 1 s alive timer
+that ACKs what arrived since the last ACK or sends ALIVE, NACK of a gap as
+``expected..seq-1`` preceded by an ACK of what came before it, ACK/NACK/RESYNC kept
+for resending until acknowledged, resends with new sequence numbers built from the
+objects' current state, the resend queue of ``ResendQueueSize`` entries that drops its
+oldest when full, HELLO until a HELLO_BACK arrives, HELLO_BACK to a peer saying HELLO.
+
+Where the reference loses data, this machine does not (the peer cannot tell):
+
+* A received HELLO never empties the resend queue. When it announces a restart of the
+  peer (its sequence numbers start over), what the peer had not acknowledged is sent
+  again with new numbers.
+* HELLO travels only on ALIVE messages. Until a HELLO_BACK arrives every other message
+  waits in the transmit queue: a C receiver skips its gap detection for HELLO messages
+  (and acknowledges what it never received), and every HELLO empties its resend queue
+  (losing the NACKs it would send us). Data waits at most until the handshake is done
+  (the first ALIVE|HELLO leaves at once, then one per second), and what changed
+  meanwhile leaves afterwards, coalesced.
+* Gaps in the peer's stream are detected on HELLO messages too. A gap among messages
+  the peer sent before it processed our last HELLO may be unrecoverable with a C peer
+  (that HELLO emptied its resend queue): the machine then asks for a resync once the
+  handshake is done, so everything the peer has arrives again.
+* An entry the peer should have acknowledged (it acknowledged later ones) but did not
+  within ``hole_timeout`` seconds is sent again (its NACK or ACK was lost).
+* ``StartupResync``'s RESYNC, like all data, leaves after the handshake.
+* When the peer (re)starts (its HELLO comes with sequence numbers that start over, or
+  at first contact), the machine asks it for a resync: a restarted daemon does not
+  send what changed while it was down, nor what its previous life lost.
+* With ``bulk_on_start`` (default), once the first handshake is done the machine sends
+  its internal cache (as ``-B`` does): a peer that kept running gets what changed here
+  while this daemon was down. A C peer applies it like any bulk.
+
+Stale entries are the limit of all this: a DEL lost together with the peer's resend
+queue (a C peer's, emptied by a HELLO, or a daemon that died) is not in any bulk.
+"""
+from __future__ import annotations
+
+from ..wire import constants as K
+from .common import (
+    ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, DROP, Ctl, Direct, Log, Machine, after,
+    before, bulk,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .common import Action, Source
+
+SAY, DONE = "say", "done"
+HELLO, HELLO_BACK = K.NET_F_HELLO, K.NET_F_HELLO_BACK
+HOLE_TIMEOUT = 3.0
+
+
+class FtfwMachine(Machine):
+    """The FTFW protocol of one node (see the module docstring)."""
+
+    mode = "ftfw"
+
+    def __init__(self, source: Source | None = None, *, seq: int = 0, window: int = 300,
+                 resend_queue_size: int = 131072, startup_resync: bool = False,
+                 disable_external_cache: bool = False, buffer_size: int = DEFAULT_BUFFER,
+                 hole_timeout: float = HOLE_TIMEOUT, bulk_on_start: bool = True) -> None:
+        super().__init__(source, seq=seq, buffer_size=buffer_size,
+                         disable_external_cache=disable_external_cache)
+        self.window_size = max(1, window)
+        self.window = self.window_size
+        self.ack_from = 0
+        self.ack_from_set = False
+        #: our handshake: SAY until a HELLO_BACK arrives
+        self.hello = SAY
+        #: the peer's last message said HELLO: our messages carry HELLO_BACK
+        self.peer_hello = False
+        #: sent ACK/NACK/RESYNC and objects awaiting acknowledgement, oldest first:
+        #: entry -> (seq, time sent)
+        self.rsq: dict = {}
+        self.rsq_size = resend_queue_size
+        self.rsq_full = 0
+        self.hole_timeout = hole_timeout
+        self.alive_at: float | None = None  # None: due at once (the first ALIVE|HELLO)
+        self.hello_seq: int | None = None   # our last HELLO message
+        self.fence: int | None = None       # the peer's seq from which its rsq is safe
+        self.acked_upto: int | None = None  # the highest 'to' the peer acknowledged
+        self.resync_wanted = startup_resync
+        self.resynced = False               # a RESYNC left since the handshake
+        self.peer_episode = False           # the peer's HELLO episode was handled
+        self.bulk_on_start = bulk_on_start
+        self.hello_alive: Ctl | None = None  # the ALIVE|HELLO waiting to leave
+
+    @classmethod
+    def from_config(cls, sync, source: Source | None = None, **kw) -> "FtfwMachine":
+        """From a ``Sync`` configuration section (attribute names of conntrackd's
+        frozen Config)."""
+        return cls(source, window=sync.ack_window_size, resend_queue_size=sync.resend_queue_size,
+                   startup_resync=sync.startup_resync,
+                   disable_external_cache=sync.disable_external_cache, **kw)
+
+    # --- receiving --------------------------------------------------------------------------
+    def _recv(self, msg, now: float, out: list[Action]) -> str:
+        flags = msg.flags
+        seq = msg.seq
+        tr = self.tracker
+        if flags & HELLO_BACK and self.hello == SAY:
+            self._handshake_done(out)
+        if flags & HELLO:
+            if tr.set and not after(seq, tr.last):
+                # the peer's numbers start over: it restarted
+                tr.set = False
+                self.ack_from_set = False
+                self.window = self.window_size
+                self._peer_started()
+            elif not tr.set or (not self.peer_hello and seq != tr.expected):
+                self._peer_started()  # first contact, or maybe a restart
+            self.peer_hello = True
+        else:
+            self.peer_hello = False
+            self.peer_episode = False
+        cls = tr.classify(seq)
+        if cls == "before":
+            return DROP
+        verdict = self._digest(msg, now, out)
+        if verdict is BAD:
+            return BAD
+        if cls == "after":
+            expected = tr.expected
+            if self.ack_from_set:
+                self._queue_ctl(K.NET_F_ACK, self.ack_from, (expected - 1) & 0xFFFFFFFF)
+            self._queue_ctl(K.NET_F_NACK, expected, (seq - 1) & 0xFFFFFFFF)
+            self.window = self.window_size - 1
+            self.ack_from = seq
+            self.ack_from_set = True
+            self._gap(expected)
+        else:
+            if not self.ack_from_set:
+                self.ack_from = seq
+                self.ack_from_set = True
+            self.window -= 1
+            if self.window <= 0:
+                self._queue_ctl(K.NET_F_ACK, self.ack_from, seq)
+                self.window = self.window_size
+                self.ack_from_set = False
+        tr.update(seq)
+        if (self.fence is None and self.hello == DONE and self.hello_seq is not None
+                and msg.type == K.NET_T_CTL and flags & K.NET_F_ACK
+                and not before(msg.to_seq, self.hello_seq)):
+            self.fence = seq  # the peer had processed our last HELLO before this
+        return verdict
+
+    def _digest(self, msg, now: float, out: list[Action]) -> str:
+        if msg.is_data:
+            return DATA
+        if msg.type != K.NET_T_CTL:
+            return BAD
+        flags = msg.flags
+        if flags & K.NET_F_ACK:
+            if before(msg.to_seq, msg.from_seq):
+                return BAD
+            self._rsq_range(msg.from_seq, msg.to_seq, resend=False)
+            if self.acked_upto is None or after(msg.to_seq, self.acked_upto):
+                self.acked_upto = msg.to_seq
+            return CTL
+        if flags & K.NET_F_NACK:
+            if before(msg.to_seq, msg.from_seq):
+                return BAD
+            self._rsq_range(msg.from_seq, msg.to_seq, resend=True)
+            return CTL
+        if flags & K.NET_F_RESYNC:
+            out.append(Log("notice", "resync requested by other node"))
+            out.append(Log("notice", "sending bulk update"))
+            bulk(self)
+            return CTL
+        if flags & K.NET_F_ALIVE:
+            return CTL
+        return BAD
+
+    def _rsq_range(self, from_seq: int, to_seq: int, resend: bool) -> None:
+        """Acknowledge (drop) or NACK (send again) the resend-queue entries with a seq in
+        ``[from_seq, to_seq]``; the queue is in sending order, the walk stops at the
+        first entry after ``to_seq``."""
+        hit = []
+        for entry, (seq, _) in self.rsq.items():
+            if before(seq, from_seq):
+                continue
+            if after(seq, to_seq):
+                break
+            hit.append(entry)
+        for entry in hit:
+            del self.rsq[entry]
+            if resend:
+                self.txq[entry] = None
+            elif type(entry) is not Ctl:
+                self.source.release(entry)
+
+    def _peer_started(self) -> None:
+        """The peer (re)started (once per HELLO episode): send again, with new numbers,
+        the objects and RESYNC requests it did not acknowledge (old ACKs and NACKs are
+        void), and ask for its internal cache (after a restart it does not send what
+        changed while it was down, nor what its previous life lost)."""
+        if self.peer_episode:
+            return
+        self.peer_episode = True
+        self._want_resync()
+        for entry in list(self.rsq):
+            if type(entry) is Ctl and not entry.flags & K.NET_F_RESYNC:
+                continue
+            del self.rsq[entry]
+            self.txq[entry] = None
+        self.rsq.clear()
+
+    def _gap(self, first_missing: int) -> None:
+        """A gap in the peer's stream. NACK recovers it unless the peer sent the lost
+        messages before it processed our last HELLO (a C peer emptied its resend queue
+        then): one RESYNC after the handshake covers all of those, because the peer
+        processes it after that HELLO."""
+        if self.hello_seq is None or self.resynced:
+            return
+        if self.fence is None or before(first_missing, self.fence):
+            self._want_resync()
+
+    def _handshake_done(self, out: list[Action]) -> None:
+        self.hello = DONE
+        if self.resync_wanted:
+            self._queue_resync()
+        if self.bulk_on_start:
+            self.bulk_on_start = False
+            out.extend(self.send_bulk())
+
+    def _want_resync(self) -> None:
+        self.resync_wanted = True
+        if self.hello == DONE:
+            self._queue_resync()
+
+    def _queue_resync(self) -> None:
+        self.resync_wanted = False
+        for e in self.txq:
+            if type(e) is Ctl and e.flags & K.NET_F_RESYNC:
+                return
+        self._queue_ctl(K.NET_F_RESYNC)
+
+    # --- local requests ---------------------------------------------------------------------
+    def enqueue(self, ref, now: float | None = None, dead: bool = False) -> None:
+        if ref in self.rsq:
+            del self.rsq[ref]
+            self.txq[ref] = None
+        elif ref not in self.txq:
+            self.txq[ref] = None
+            self.source.hold(ref)
+
+    def request_resync(self) -> list[Action]:
+        self._want_resync()
+        return [Log("notice", "resync requested")]
+
+    def send_bulk(self) -> list[Action]:
+        bulk(self)
+        return [Log("notice", "sending bulk update")]
+
+    # --- sending ------------------------------------------------------------------------------
+    def pending(self) -> bool:
+        if self.hello == DONE:
+            return bool(self.txq) or self.hello_alive is not None
+        return self.hello_alive is not None
+
+    def flush(self, now: float) -> list[bytes]:
+        alive = self.hello_alive
+        if alive is not None:  # the ALIVE|HELLO of the handshake leaves first
+            self.hello_alive = None
+            msg = self._transmit(alive, now)
+            out = [msg]
+            if self.hello == DONE:
+                out += super().flush(now)
+            self._after_run(now)
+            return out
+        if self.hello != DONE:  # everything else waits for the HELLO_BACK, in order
+            return []
+        return super().flush(now)
+
+    def _transmit(self, entry, now: float) -> bytes | None:
+        extra = HELLO_BACK if self.peer_hello else 0
+        if type(entry) is Ctl:
+            if self.hello != DONE:
+                extra |= HELLO
+            seq = self.next_seq()
+            msg = entry.encode(seq, extra)
+            entry.seq = seq
+            if entry.has_range:
+                self._rsq_add(entry, seq, now)
+                if entry.flags & K.NET_F_RESYNC:
+                    self.resynced = True
+            elif extra & HELLO:
+                self.hello_seq = seq
+            return msg
+        if type(entry) is Direct:
+            return entry.build(self.next_seq(), extra)
+        seq = self.seq
+        msg = self._render(entry, seq, extra)
+        if msg is None:
+            self.source.release(entry)
+            return None
+        self.next_seq()
+        self._rsq_add(entry, seq, now)
+        return msg
+
+    def _rsq_add(self, entry, seq: int, now: float) -> None:
+        if len(self.rsq) >= self.rsq_size:
+            oldest = next(iter(self.rsq))
+            del self.rsq[oldest]
+            self.rsq_full += 1
+            if type(oldest) is not Ctl:
+                self.source.release(oldest)
+        self.rsq[entry] = (seq, now)
+
+    def _after_run(self, now: float) -> None:
+        self.alive_at = now + ALIVE_INTERVAL
+
+    # --- timers -------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        t = 0.0 if self.alive_at is None else self.alive_at
+        hole = self._hole_deadline()
+        return t if hole is None else min(t, hole)
+
+    def _hole_deadline(self) -> float | None:
+        if self.acked_upto is None or not self.rsq or self.hello != DONE:
+            return None
+        for seq, sent in self.rsq.values():
+            if after(seq, self.acked_upto):
+                return None
+            return sent + self.hole_timeout
+        return None
+
+    def tick(self, now: float) -> list[Action]:
+        if self.alive_at is None or now >= self.alive_at:
+            self.alive_at = now + ALIVE_INTERVAL
+            if self.hello != DONE:
+                self.hello_alive = Ctl(K.NET_F_ALIVE)
+            elif self.ack_from_set and self.tracker.set:
+                self._queue_ctl(K.NET_F_ACK, self.ack_from, self.tracker.last)
+                self.ack_from_set = False
+            else:
+                self._queue_ctl(K.NET_F_ALIVE)
+        if self.hello == DONE and self.acked_upto is not None:
+            holes = []
+            for entry, (seq, sent) in self.rsq.items():
+                if after(seq, self.acked_upto) or sent + self.hole_timeout > now:
+                    break
+                holes.append(entry)
+            for entry in holes:
+                del self.rsq[entry]
+                if type(entry) is Ctl and entry.flags & K.NET_F_ACK:
+                    continue  # a lost ACK: the next ones cover the window anyway
+                self.txq[entry] = None
+        return []
+
+    # --- statistics -----------------------------------------------------------------------------
+    def queue_stats(self) -> tuple[int, list[tuple[str, int, int, int]]]:
+        nodes = sum(1 for e in self.txq if type(e) is Ctl) + sum(
+            1 for e in self.rsq if type(e) is Ctl)
+        return nodes, [("txqueue", len(self.txq), 2147483647, 0),
+                       ("rsqueue", len(self.rsq), self.rsq_size, self.rsq_full)]
+
+    def rsqueue_dump(self) -> str:
+        """The text of ``-s rsqueue`` (conntrackd.md §7.10)."""
+        lines = [f"resent queue (len={len(self.rsq)})\n"]
+        for entry, (seq, _) in self.rsq.items():
+            if type(entry) is Ctl:
+                lines.append(f"control -> seq:{seq} flags:{entry.flags}\n")
+            else:
+                lines.append(f"object -> seq:{seq}\n")
+        return "".join(lines)

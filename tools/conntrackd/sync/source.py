@@ -1,0 +1,106 @@
+"""The sync machines on the daemon's caches (:mod:`..cache`): what to send, where to apply.
+
+:class:`CacheSource` is the :class:`~.common.Source` of a node's internal caches: an
+object reference is ``(cache, key)``; a message is rendered from the entry's stored
+ctnetlink attributes straight to the sync message (:func:`..wire.ctsync.sync_message`),
+typed NEW / UPD / DEL by the entry's status; queues hold a cache reference on the
+entry (``hold`` / ``put``) so that a dead entry stays until its DEL is out (FTFW: until
+it is acknowledged). :func:`apply` applies a received :class:`~.common.CacheOp` to an
+external cache as conntrackd.md §6.6 says (NEW replaces, UPDATE updates or adds,
+DELETE deletes), converting the sync payload to the ctnetlink form the cache stores
+without building Python objects (:func:`..wire.ctsync.payload_flow_message`).
+"""
+from __future__ import annotations
+
+import struct
+
+from ..cache import DEAD, STATUS_MASK, parse_expect
+from ..entry import parse
+from ..wire.codec import SyncMessage, encode_message
+from ..wire.ctsync import payload_flow_message, sync_message
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator
+
+    from ..cache import Cache, ExpectCache
+    from .common import CacheOp
+
+
+class CacheSource:
+    """The internal caches (conntrack, and expectations with ExpectationSync) as the
+    source of a sync machine; ``window_tracking`` / ``commit_timeout`` are the sender
+    options of the C daemon (``TCPWindowTracking``, ``CommitTimeout`` configured)."""
+
+    def __init__(self, ct: Cache, exp: ExpectCache | None = None, *,
+                 window_tracking: bool = False, commit_timeout: bool = False) -> None:
+        self.ct = ct
+        self.exp = exp
+        self.window_tracking = window_tracking
+        self.commit_timeout = commit_timeout
+
+    def ref(self, cache: Cache, key: bytes) -> tuple:
+        """The reference of an entry (what :meth:`..sync.common.Machine.enqueue` takes)."""
+        return (cache, key)
+
+    def render(self, ref: tuple, seq: int, flags: int) -> bytes | None:
+        cache, key = ref
+        value = cache.get(key)
+        if value is None:
+            return None
+        status = value[0] & STATUS_MASK
+        msg = cache.message(key, value)
+        if cache.kind == "ct":
+            return sync_message(msg, 0, len(msg), status, seq, flags,
+                                window_tracking=self.window_tracking,
+                                commit_timeout=self.commit_timeout)
+        from ctnetlink.decode import decode_expect
+
+        exp = decode_expect(msg, 0, len(msg))
+        return encode_message(SyncMessage(3 + status, flags, seq, exp),
+                              commit_timeout=self.commit_timeout)
+
+    def refs(self) -> Iterator[tuple]:
+        for cache in (self.ct, self.exp):
+            if cache is None:
+                continue
+            for key in cache:
+                if cache.status(key) != DEAD:
+                    yield (cache, key)
+
+    def hold(self, ref: tuple) -> None:
+        ref[0].hold(ref[1])
+
+    def release(self, ref: tuple) -> None:
+        ref[0].put(ref[1])
+
+
+_NLMSG = struct.Struct("=IHHIIBBH")
+
+
+def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
+    """Apply a received state message to the external caches (conntrackd.md §6.6): NEW
+    deletes an existing entry and adds the new one, UPDATE updates (or adds), DELETE
+    deletes. Expectation messages need ``exp`` (ignored without)."""
+    if op.expect:
+        if exp is None:
+            return
+        from ctnetlink.encode import encode_expect
+
+        e = op.obj
+        body = encode_expect(e)
+        msg = _NLMSG.pack(20 + len(body), 0x200, 0, 0, 0, e.family or 2, 0, 0) + body
+        p = parse_expect(msg, 0, len(msg))
+        cache = exp
+    else:
+        msg = payload_flow_message(op.payload, shape=op.shape, values=op.values)
+        p = parse(msg, 0, len(msg))
+        cache = ct
+    if op.op == "delete":
+        cache.delete(p.key)
+    elif op.op == "new":
+        if p.key in cache:
+            cache.delete(p.key)
+        cache.add(p)
+    else:
+        cache.update_force(p)
