@@ -72,10 +72,48 @@ IPPROTO_ICMPV6 = 58
 IPPROTO_SCTP = 132
 IPPROTO_UDPLITE = 136
 
-L4_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6", 132: "sctp",
-            136: "udplite"}
+PROTOCOLS: dict[int, tuple[str, str, str | None, bool]] = {
+    # number: (name, tuple kind, protocol info, NAT ports in libnetfilter_conntrack requests)
+    IPPROTO_ICMP: ("icmp", "icmp", None, False),
+    IPPROTO_TCP: ("tcp", "ports", "tcp", True),
+    IPPROTO_UDP: ("udp", "ports", None, True),
+    IPPROTO_DCCP: ("dccp", "ports", "dccp", False),
+    IPPROTO_GRE: ("gre", "keys", None, False),
+    IPPROTO_ICMPV6: ("icmpv6", "icmp", None, False),
+    IPPROTO_SCTP: ("sctp", "ports", "sctp", False),
+    IPPROTO_UDPLITE: ("udplite", "ports", None, False),
+}
+"""The one table of per-protocol facts: the layer-4 protocols the reference tool knows.
+
+The tuple kind says what a tuple carries besides the protocol number: ``ports``
+(``sport``/``dport``), ``keys`` (GRE keys, carried in the same attributes as ports but
+printed as ``srckey``/``dstkey`` and never compared by the reference's filters) or
+``icmp`` (type, code and id). The protocol info names the :class:`~ctnetlink.model.Flow`
+field of ``CTA_PROTOINFO`` (``tcp``, ``sctp``, ``dccp``). The last column says whether
+libnetfilter_conntrack puts NAT ports in a request (TCP and UDP only). The sets below
+are derived from it."""
+
+L4_NAMES = {n: row[0] for n, row in PROTOCOLS.items()}
 L3_NAMES = {2: "ipv4", 10: "ipv6"}
-PORT_PROTOS = frozenset((6, 17, 33, 132, 136))
+PORT_PROTOS = frozenset(n for n, row in PROTOCOLS.items() if row[1] == "ports")
+"""Protocols whose tuples have source and destination ports."""
+KEY_PROTOS = frozenset(n for n, row in PROTOCOLS.items() if row[1] == "keys")
+"""Protocols whose tuples have keys in the port attributes (GRE)."""
+PORT_ATTR_PROTOS = PORT_PROTOS | KEY_PROTOS
+"""Protocols whose tuples use ``CTA_PROTO_SRC_PORT``/``CTA_PROTO_DST_PORT``."""
+ICMP_PROTOS = frozenset(n for n, row in PROTOCOLS.items() if row[1] == "icmp")
+"""ICMP and ICMPv6: tuples with type, code and id."""
+NAT_PORT_PROTOS = frozenset(n for n, row in PROTOCOLS.items() if row[3])
+"""Protocols whose NAT ports libnetfilter_conntrack (and so the reference tool) sends."""
+PROTOINFO = {n: row[2] for n, row in PROTOCOLS.items() if row[2] is not None}
+"""Protocol number -> the Flow field of its ``CTA_PROTOINFO`` (``tcp``, ``sctp``, ``dccp``)."""
+ICMP_REPLY_TYPES = {
+    IPPROTO_ICMP: {0: 8, 8: 0, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17},
+    IPPROTO_ICMPV6: {128: 129, 129: 128, 139: 140, 140: 139},
+}
+"""The type of the answer to an ICMP/ICMPv6 query (echo -> echo reply, ...), as
+libnetfilter_conntrack derives a reply tuple; other types have none (255)."""
+NO_ICMP_REPLY = 255
 
 TCP_STATE_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
                    "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")

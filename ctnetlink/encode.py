@@ -12,10 +12,10 @@ import struct
 from nfnl.codec import nla, nla_nest, nla_string, nla_u8, nla_u16, nla_u32, nla_u64
 from nfnl.message import build_nfnl
 
+from .constants import ICMP_PROTOS, PORT_ATTR_PROTOS
 from .model import AF_INET6, Expect, Flow, NatRange, Tuple
 
 _HDR = struct.Struct("=HH")
-PORT_L4 = frozenset((6, 17, 33, 132, 47, 136))
 
 # nested attribute numbers
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_STATUS, CTA_PROTOINFO, CTA_HELP, CTA_NAT_SRC = 1, 2, 3, 4, 5, 6
@@ -49,12 +49,12 @@ def encode_tuple(t: Tuple, family: int | None = None) -> bytes:
         parts.append(nla_nest(1, *ip))
     if t.proto is not None:
         proto = [nla_u8(1, t.proto)]
-        if t.proto in PORT_L4:
+        if t.proto in PORT_ATTR_PROTOS:
             if t.sport is not None:
                 proto.append(nla_u16(2, t.sport))
             if t.dport is not None:
                 proto.append(nla_u16(3, t.dport))
-        elif t.proto in (1, 58):
+        elif t.proto in ICMP_PROTOS:
             base = 6 if t.proto == 1 else 9  # CODE, TYPE, ID attribute numbers descend
             if t.icmp_code is not None:
                 proto.append(nla_u8(base, t.icmp_code))

@@ -24,14 +24,11 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..constants import (
-    DCCP_STATE_NAMES, L3_NAMES, L4_NAMES, SCTP_STATE_NAMES, STATUS_NAMES as _BIT_NAMES,
-    TCP_STATE_NAMES,
+    DCCP_STATE_NAMES, ICMP_PROTOS, L3_NAMES, L4_NAMES, PORT_PROTOS, SCTP_STATE_NAMES,
+    STATUS_NAMES as _BIT_NAMES, TCP_STATE_NAMES,
 )
 from ..fields import FLOW_NESTS, FLOW_SCALARS, PROTOINFO_NESTS
 
-PORT_PROTOS = frozenset((6, 17, 136, 132, 33))
-"""Layer-4 protocols whose tuples print ``sport``/``dport``."""
-ICMP_PROTOS = frozenset((1, 58))
 IP_FAMILIES = frozenset((2, 10))
 GRE = 47
 NS = 1_000_000_000

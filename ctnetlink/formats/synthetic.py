@@ -14,7 +14,7 @@ import random
 from nfnl.codec import nla_nest, nla_string, nla_u32, nla_u64
 from nfnl.message import build_nfnl
 
-from ..constants import IPCTNL_MSG_CT_NEW
+from ..constants import ICMP_PROTOS, IPCTNL_MSG_CT_NEW, PORT_ATTR_PROTOS
 from ..encode import encode_flow
 from ..model import Counters, DccpInfo, Flow, SctpInfo, TcpInfo, Timestamp, Tuple
 
@@ -76,10 +76,10 @@ def _tuple(rng: random.Random, v6: bool, proto: int | None, reply_of: Tuple | No
             t.icmp_type = {8: 0, 128: 129, 139: 140}.get(t.icmp_type, t.icmp_type)
     else:
         t = Tuple(_addr(rng, v6), _addr(rng, v6), proto)
-        if proto in (6, 17, 136, 132, 33, 47):
+        if proto in PORT_ATTR_PROTOS:
             if rng.random() < 0.95:
                 t.sport, t.dport = rng.randrange(65536), rng.randrange(65536)
-        elif proto in (1, 58):
+        elif proto in ICMP_PROTOS:
             if rng.random() < 0.95:
                 t.icmp_type = rng.choice((8, 0, 3, 128, 139, 255))
                 t.icmp_code, t.icmp_id = rng.randrange(256), rng.randrange(65536)

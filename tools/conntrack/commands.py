@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 PROC_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 PROC_STATS = "/proc/net/stat/nf_conntrack"
-_PORTS = frozenset((6, 17, 136, 33, 132))
-_ICMP = frozenset((1, 58))
 
 
 class Context:
@@ -240,9 +238,9 @@ def _exact(t: Tuple | None, inv: Invocation, orig: bool) -> Tuple | None:
     if t.proto is not None:
         out.proto = t.proto
         any_field = True
-        if t.proto in _PORTS:
+        if t.proto in K.PORT_PROTOS:
             out.sport, out.dport = t.sport, t.dport
-        elif t.proto in _ICMP:
+        elif t.proto in K.ICMP_PROTOS:
             out.icmp_type, out.icmp_code, out.icmp_id = t.icmp_type, t.icmp_code, t.icmp_id
     return out if any_field else None
 

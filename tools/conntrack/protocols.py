@@ -10,6 +10,8 @@ the lines of ``-h -p NAME``. :func:`find_handler` resolves a ``-p`` argument (§
 """
 from __future__ import annotations
 
+from ctnetlink.constants import ICMP_REPLY_TYPES, IPPROTO_ICMP, IPPROTO_ICMPV6, NO_ICMP_REPLY
+
 from .errors import ParameterProblem
 from .invocation import Command
 from .libc import atoi, strncasecmp_prefix, ascii_lower, strtoul
@@ -268,17 +270,13 @@ def _parse_gre(h: Handler, code: int, arg: str, st: LineState) -> None:
     st.l4flags |= 1 << k
 
 
-ICMP_REPLY = {0: 8, 8: 0, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
-ICMPV6_REPLY = {128: 129, 129: 128, 139: 140, 140: 139}
-
-
 def icmp_reply_type(icmp_type: int, family: int | None) -> int:
-    """The reply type libnetfilter_conntrack stores when the type is set (255 = none)."""
-    if family == 2:
-        return ICMP_REPLY.get(icmp_type, 255)
-    if family == 10:
-        return ICMPV6_REPLY.get(icmp_type, 255)
-    return 255
+    """The reply type libnetfilter_conntrack stores when the type is set: it looks the
+    type up for the family known at that moment (255 = none, also without a family)."""
+    proto = {2: IPPROTO_ICMP, 10: IPPROTO_ICMPV6}.get(family)  # type: ignore[arg-type]
+    if proto is None:
+        return NO_ICMP_REPLY
+    return ICMP_REPLY_TYPES[proto].get(icmp_type, NO_ICMP_REPLY)
 
 
 def _parse_icmp(h: Handler, code: int, arg: str, st: LineState) -> None:

@@ -7,14 +7,11 @@ reference's requests byte for byte (checked by the request-equality tests).
 """
 from __future__ import annotations
 
+from ctnetlink.constants import ICMP_PROTOS as _ICMP, NAT_PORT_PROTOS, PORT_ATTR_PROTOS as _PORTS
 from ctnetlink.model import Expect, Flow, Tuple
 
 from .invocation import Invocation
 
-_PORTS = frozenset((6, 17, 136, 33, 132, 47))
-_ICMP = frozenset((1, 58))
-NAT_PORT_PROTOS = frozenset((6, 17))
-"""The reference puts NAT ports in the request only for TCP and UDP."""
 
 
 def complete(t: Tuple | None, proto: int | None = None) -> Tuple | None:

@@ -8,14 +8,13 @@ or as no match (mark); IPv6 NAT filter addresses are accepted but never compared
 """
 from __future__ import annotations
 
+from ctnetlink.constants import ICMP_PROTOS as _ICMP, PORT_PROTOS as _PORT_PROTOS
 from ctnetlink.model import Flow, Tuple
 
 from .invocation import Command, Invocation
 
 _SRC_NAT_DONE = 0x80
 _DST_NAT_DONE = 0x100
-_PORT_PROTOS = frozenset((6, 17, 136, 33, 132))
-_ICMP = frozenset((1, 58))
 # options that turn on the attribute comparison of step 5
 _COMPARE = frozenset({"protonum", "src", "dst", "reply-src", "reply-dst", "mark", "secmark",
                       "status", "id", "zone", "label", "orig-zone", "reply-zone"})
