@@ -53,8 +53,9 @@ def flows():
             p, dport = 17, 53
         else:
             dport = 1000 + i % 50000
-        o = Tuple(src, "10.255.0.1", p, 1024 + (i // 100) % 60000 if i % 100 == 0 else 1024 + i % 60000, dport)
-        f = Flow(family=2, orig=o, reply=o.reversed(), timeout=3600)
+        sport = 1024 + (i // 100) % 60000 if i % 100 == 0 else 1024 + i % 60000
+        o = Tuple(src=src, dst="10.255.0.1", proto=p, sport=sport, dport=dport)
+        f = Flow(family=2, orig=o, timeout=3600)
         if i % 100 == 2:
             f.zone = 7
         yield f

@@ -45,16 +45,16 @@ def typical_flow(rng: random.Random) -> Flow:
         b = f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}"
     proto = 6 if rng.random() < 0.7 else 17
     sport, dport = rng.randrange(1024, 65536), rng.choice((80, 443, 53, 22, 8080))
-    f = Flow(family=10 if v6 else 2, orig=Tuple(a, b, proto, sport, dport),
-             reply=Tuple(b, a, proto, dport, sport), status=0x18E if rng.random() < 0.2 else 0xE,
+    f = Flow(family=10 if v6 else 2, orig=Tuple(src=a, dst=b, proto=proto, sport=sport, dport=dport),
+             reply=Tuple(src=b, dst=a, proto=proto, sport=dport, dport=sport), status=0x18E if rng.random() < 0.2 else 0xE,
              timeout=rng.randrange(432000), mark=0, use=1, id=rng.randrange(1 << 32))
     if proto == 6:
         f.tcp = TcpInfo(state=3, wscale_orig=7, wscale_reply=7, flags_orig=(0x23, 0x23),
                         flags_reply=(0x23, 0x23))
     if rng.random() < 0.5:
-        f.counters_orig = Counters(rng.randrange(1000), rng.randrange(10**6))
-        f.counters_reply = Counters(rng.randrange(1000), rng.randrange(10**6))
-        f.timestamp = Timestamp(1_795_625_000_000_000_000 + rng.randrange(10**12))
+        f.counters_orig = Counters(packets=rng.randrange(1000), bytes=rng.randrange(10**6))
+        f.counters_reply = Counters(packets=rng.randrange(1000), bytes=rng.randrange(10**6))
+        f.timestamp = Timestamp(start=1_795_625_000_000_000_000 + rng.randrange(10**12))
     return f
 
 

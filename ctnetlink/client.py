@@ -449,9 +449,9 @@ def _family_of(flow: Flow) -> int:
 
 
 def _confirmed(flow: Flow) -> Flow:
-    if flow.status is None or flow.status & K.IPS_CONFIRMED:
+    if flow.status_bits is None or flow.status_bits & K.IPS_CONFIRMED:
         return flow
-    return flow.copy(status=flow.status | K.IPS_CONFIRMED)
+    return flow.copy(status=flow.status_bits | K.IPS_CONFIRMED)
 
 
 def _delete_key(flow: Flow) -> Flow:

@@ -81,27 +81,6 @@ def _host_int(b: bytes) -> int:
     return int.from_bytes(b, "little")
 
 
-def _record_maker(cls: type) -> Callable[..., Any]:
-    """A positional constructor that assigns every slot without validation."""
-    slots = cls.__slots__
-    args = ", ".join(slots)
-    body = "".join(f"    o.{s} = {s}\n" for s in slots)
-    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    exec(src, ns)  # noqa: S102 - generated from __slots__ only
-    return ns["make"]
-
-
-_MAKERS: dict[type, Callable[..., Any]] = {}
-
-
-def maker(cls: type) -> Callable[..., Any]:
-    m = _MAKERS.get(cls)
-    if m is None:
-        m = _MAKERS[cls] = _record_maker(cls)
-    return m
-
-
 class Shape:
     """A compiled message layout: struct, header check and builder."""
 
@@ -249,6 +228,8 @@ def _value_expr(kind: str, idx: int, n: int) -> str:
 
 
 def _make_builder(leaves: dict, raws: list, expect: bool):
+    """The source of ``build(v, family)`` for one shape, compiled: records are built as
+    tuples (``tuple.__new__``), the root object by assigning every slot."""
     root_cls = Expect if expect else Flow
     top: dict[str, str] = {}
     records: dict[str, tuple[type, dict[str, str]]] = {}
@@ -274,20 +255,20 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
         unknown.append(f"({atype}, v[{idx}])")
     unknown = [u for u in unknown if u]
     ns: dict[str, Any] = {"_ip": _ip, "_ipc": _ip_cache.get, "_str": _str, "_labels": _labels,
-                          "_host_int": _host_int}
+                          "_host_int": _host_int, "_tn": tuple.__new__, "_new": object.__new__,
+                          "_root": root_cls}
     lines = ["def build(v, family):"]
     for slot, (cls, fields) in records.items():
-        mk = f"_mk_{cls.__name__}"
-        ns[mk] = maker(cls)
-        args = ", ".join(fields.get(s, "None") for s in cls.__slots__)
-        lines.append(f"    {slot} = {mk}({args})")
-        top[slot] = slot
+        ns[f"_{cls.__name__}"] = cls
+        args = ", ".join(fields.get(s, "None") for s in cls._fields)
+        top[slot] = f"_tn(_{cls.__name__}, ({args},))"
     if unknown:
         top["unknown"] = "(" + ", ".join(unknown) + ",)"
     top["family"] = "family"
-    ns["_mk_root"] = maker(root_cls)
-    args = ", ".join(top.get(s, "None") for s in root_cls.__slots__)
-    lines.append(f"    return _mk_root({args})")
+    lines.append("    o = _new(_root)")
+    for public, storage in zip(root_cls._fields, root_cls.__slots__):
+        lines.append(f"    o.{storage} = {top.get(public, 'None')}")
+    lines.append("    return o")
     exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the schema tables
     return ns["build"]
 

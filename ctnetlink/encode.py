@@ -107,8 +107,8 @@ def encode_flow(flow: Flow, *, nat_port_protos: frozenset[int] | None = None) ->
         out.append(nla_nest(CTA_TUPLE_REPLY, encode_tuple(flow.reply, fam)))
     if flow.master is not None:
         out.append(nla_nest(CTA_TUPLE_MASTER, encode_tuple(flow.master, fam)))
-    if flow.status is not None:
-        out.append(nla_u32(CTA_STATUS, flow.status))
+    if flow.status_bits is not None:
+        out.append(nla_u32(CTA_STATUS, flow.status_bits))
     if flow.timeout is not None:
         out.append(nla_u32(CTA_TIMEOUT, flow.timeout))
     if flow.mark is not None:

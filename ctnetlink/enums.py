@@ -95,3 +95,5 @@ class DccpState(enum.IntEnum):
     IGNORE = 8
     INVALID = 9
 
+
+from .model import EventType  # noqa: E402,F401 - defined with the Event it types

@@ -11,7 +11,7 @@ from nfnl.codec import nla, nla_nest, nla_u16, nla_u32
 
 from . import constants as K
 from .encode import CTA_FILTER, CTA_MARK, CTA_MARK_MASK, CTA_STATUS, CTA_STATUS_MASK, CTA_ZONE, encode_tuple
-from .model import Flow, Tuple
+from .model import Flow, Tuple, status_value
 
 _TUPLE_FLAG_FIELDS = (
     ("src", K.CTA_FILTER_F_CTA_IP_SRC),
@@ -66,8 +66,8 @@ class Filter:
         self.family = family
         self.mark = mark
         self.mark_mask = mark_mask
-        self.status = status
-        self.status_mask = status_mask
+        self.status = status_value(status)
+        self.status_mask = status_value(status_mask)
         self.zone = zone
         self.orig = orig
         self.reply = reply
@@ -109,9 +109,9 @@ class Filter:
             oflags = tuple_filter_flags(self.orig) if self.orig is not None else 0
             rflags = tuple_filter_flags(self.reply) if self.reply is not None else 0
             if self.orig is not None and oflags:
-                out.append(nla_nest(1, encode_tuple(self.orig.copy(zone=None), self.family)))
+                out.append(nla_nest(1, encode_tuple(self.orig.replace(zone=None), self.family)))
             if self.reply is not None and rflags:
-                out.append(nla_nest(2, encode_tuple(self.reply.copy(zone=None), self.family)))
+                out.append(nla_nest(2, encode_tuple(self.reply.replace(zone=None), self.family)))
             if self.zone:
                 out.append(nla_u16(CTA_ZONE, self.zone))
             out.append(nla_nest(CTA_FILTER, nla(1, oflags.to_bytes(4, "little")),
@@ -128,7 +128,7 @@ class Filter:
                 return False
         if self.status is not None:
             mask = self.status if self.status_mask is None else self.status_mask
-            if ((flow.status or 0) & mask) != self.status:
+            if ((flow.status_bits or 0) & mask) != self.status:
                 return False
         if self.zone is not None:
             zones = {flow.zone or 0}
@@ -142,7 +142,7 @@ class Filter:
                 continue
             if have is None:
                 return False
-            for name in Tuple.__slots__:
+            for name in Tuple._fields:
                 if name == "zone":
                     continue
                 v = getattr(want, name)

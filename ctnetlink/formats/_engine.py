@@ -28,6 +28,7 @@ from ..constants import (
     STATUS_NAMES as _BIT_NAMES, TCP_STATE_NAMES,
 )
 from ..fields import FLOW_NESTS, FLOW_SCALARS, PROTOINFO_NESTS
+from ..model import Flow
 
 IP_FAMILIES = frozenset((2, 10))
 GRE = 47
@@ -248,26 +249,34 @@ class Field:
     what the reference prints when the value is needed but absent (None for a nest).
     """
 
-    __slots__ = ("name", "slot", "attr", "paths", "default", "local")
+    __slots__ = ("name", "slot", "attr", "paths", "default", "local", "storage", "index")
 
     def __init__(self, name: str, slot: str, attr: str | None,
-                 paths: tuple[tuple[str, ...], ...], default: Any = 0) -> None:
+                 paths: tuple[tuple[str, ...], ...], default: Any = 0,
+                 record: type | None = None) -> None:
         self.name = name
         self.slot = slot
         self.attr = attr
         self.paths = paths
         self.default = default
         self.local = "n_" + slot
+        #: where a Flow keeps the raw value: its slot (``_status`` for ``status``) and,
+        #: inside a record (a tuple), the index of the field
+        self.storage = Flow.__slots__[Flow._fields.index(slot)]
+        self.index = record._fields.index(attr) if record is not None and attr else None
 
 
 def _build_fields() -> dict[str, Field]:
     paths: dict[tuple[str, str | None], list[tuple[str, ...]]] = {}
+    records: dict[str, type] = {}
     for path, slot in FLOW_SCALARS.items():
         paths.setdefault((slot, None), []).append(path)
-    for nest, (slot, _cls, sub) in FLOW_NESTS.items():
+    for nest, (slot, cls, sub) in FLOW_NESTS.items():
+        records[slot] = cls
         for rel, attr in sub.items():
             paths.setdefault((slot, attr), []).append((nest,) + rel)
-    for nest, (slot, _cls, sub) in PROTOINFO_NESTS.items():
+    for nest, (slot, cls, sub) in PROTOINFO_NESTS.items():
+        records[slot] = cls
         for rel, attr in sub.items():
             paths.setdefault((slot, attr), []).append(("CTA_PROTOINFO", nest) + rel)
     out = {}
@@ -276,7 +285,7 @@ def _build_fields() -> dict[str, Field]:
         default: Any = 0
         if slot in ("helper", "secctx"):
             default = ""
-        out[name] = Field(name, slot, attr, tuple(ps), default)
+        out[name] = Field(name, slot, attr, tuple(ps), default, records.get(slot))
     for nest, (slot, _cls, _sub) in FLOW_NESTS.items():
         out[slot] = Field(slot, slot, None, ((nest,),), None)
     for nest, (slot, _cls, _sub) in PROTOINFO_NESTS.items():
@@ -529,9 +538,9 @@ class FlowBackend(Backend):
     def raw(self, name: str) -> str:
         f = FIELDS[name]
         if f.attr is None:
-            return f"f.{f.slot}"
+            return f"f.{f.storage}"
         self.locals.add(f.slot)
-        return f"{f.local}.{f.attr}"
+        return f"{f.local}[{f.index}]"
 
     def kind(self, name: str) -> str:
         return "flow"
@@ -695,9 +704,9 @@ def flow_formatter(layout: Layout, opts: Options = DEFAULT) -> Callable[[Any], A
     for n in names:
         fd = FIELDS[n]
         if fd.attr is None:
-            sig.append(f"f.{fd.slot} is not None")
+            sig.append(f"f.{fd.storage} is not None")
         else:
-            sig.append(f"(n_{fd.slot} is not None and n_{fd.slot}.{fd.attr} is not None)")
+            sig.append(f"(n_{fd.slot} is not None and n_{fd.slot}[{fd.index}] is not None)")
     lines.append("    k = (" + ", ".join(sig) + ",)")
     lines.append("    fn = _tab.get(k)")
     lines.append("    if fn is None:")
@@ -797,10 +806,10 @@ def source_for(layout: Layout, flow, opts: Options = DEFAULT) -> str:
     for n in layout.used:
         fd = FIELDS[n]
         if fd.attr is None:
-            present[n] = getattr(flow, fd.slot) is not None
+            present[n] = getattr(flow, fd.storage) is not None
         else:
             rec = getattr(flow, fd.slot)
-            present[n] = rec is not None and getattr(rec, fd.attr) is not None
+            present[n] = rec is not None and rec[fd.index] is not None
     fam = flow.family if flow.family is not None else _flow_family(flow)
     op = flow.orig.proto if flow.orig is not None else None
     rp = flow.reply.proto if flow.reply is not None else None

@@ -14,7 +14,7 @@ import random
 from nfnl.codec import nla_nest, nla_string, nla_u32, nla_u64
 from nfnl.message import build_nfnl
 
-from ..constants import ICMP_PROTOS, IPCTNL_MSG_CT_NEW, PORT_ATTR_PROTOS
+from ..constants import ICMP_PROTOS, IPCTNL_MSG_CT_NEW, NO_ICMP_REPLY, PORT_ATTR_PROTOS
 from ..encode import encode_flow
 from ..model import Counters, DccpInfo, Flow, SctpInfo, TcpInfo, Timestamp, Tuple
 
@@ -68,23 +68,23 @@ def _addr(rng: random.Random, v6: bool):
 def _tuple(rng: random.Random, v6: bool, proto: int | None, reply_of: Tuple | None = None) -> Tuple:
     if reply_of is not None:
         t = reply_of.reversed()
+        if t.icmp_type == NO_ICMP_REPLY:
+            t = t.replace(icmp_type=reply_of.icmp_type)
         if rng.random() < 0.2:
-            t.src = _addr(rng, v6)
+            t = t.replace(src=_addr(rng, v6))
         if rng.random() < 0.2:
-            t.dst = _addr(rng, v6)
-        if t.icmp_type is not None:
-            t.icmp_type = {8: 0, 128: 129, 139: 140}.get(t.icmp_type, t.icmp_type)
+            t = t.replace(dst=_addr(rng, v6))
     else:
-        t = Tuple(_addr(rng, v6), _addr(rng, v6), proto)
+        t = Tuple(src=_addr(rng, v6), dst=_addr(rng, v6), proto=proto)
         if proto in PORT_ATTR_PROTOS:
             if rng.random() < 0.95:
-                t.sport, t.dport = rng.randrange(65536), rng.randrange(65536)
+                t = t.replace(sport=rng.randrange(65536), dport=rng.randrange(65536))
         elif proto in ICMP_PROTOS:
             if rng.random() < 0.95:
-                t.icmp_type = rng.choice((8, 0, 3, 128, 139, 255))
-                t.icmp_code, t.icmp_id = rng.randrange(256), rng.randrange(65536)
+                t = t.replace(icmp_type=rng.choice((8, 0, 3, 128, 139, 255)),
+                              icmp_code=rng.randrange(256), icmp_id=rng.randrange(65536))
     if rng.random() < 0.1:
-        t.zone = rng.randrange(65536)
+        t = t.replace(zone=rng.randrange(65536))
     return t
 
 
@@ -122,17 +122,18 @@ def random_flow(rng: random.Random, rich: float = 0.5) -> Flow:
     if rng.random() < rich * 0.3:
         f.zone = rng.randrange(65536)
     if rng.random() < rich:
-        f.counters_orig = Counters(rng.randrange(1 << 40), rng.randrange(1 << 50))
+        f.counters_orig = Counters(packets=rng.randrange(1 << 40), bytes=rng.randrange(1 << 50))
         if rng.random() < 0.95:
-            f.counters_reply = Counters(rng.randrange(1 << 40), rng.randrange(1 << 50))
+            f.counters_reply = Counters(packets=rng.randrange(1 << 40),
+                                        bytes=rng.randrange(1 << 50))
     elif rng.random() < 0.05:
-        f.counters_reply = Counters(rng.randrange(100), rng.randrange(10000))
+        f.counters_reply = Counters(packets=rng.randrange(100), bytes=rng.randrange(10000))
     if rng.random() < rich:
         start = 1_795_625_000_000_000_000 + rng.randrange(10**12)
         stop = start + rng.randrange(10**11) if rng.random() < 0.3 else None
         if rng.random() < 0.05:
             stop = 0
-        f.timestamp = Timestamp(start, stop)
+        f.timestamp = Timestamp(start=start, stop=stop)
     if rng.random() < rich * 0.3:
         f.helper = rng.choice(("ftp", "sip", "tftp"))
     if rng.random() < 0.9:

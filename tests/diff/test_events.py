@@ -307,7 +307,7 @@ def test_overrun_warning(module_ns) -> None:
     try:
         for p in procs:
             p.wait_listening(0x1)
-        tuples = [Tuple(f"10.9.{i // 250}.{i % 250 + 1}", "10.8.0.1", 17, 1000 + i, 53)
+        tuples = [Tuple(src=f"10.9.{i // 250}.{i % 250 + 1}", dst="10.8.0.1", proto=17, sport=1000 + i, dport=53)
                   for i in range(5000)]
         flows = [Flow(family=2, orig=t, reply=t.reversed(), timeout=60) for t in tuples]
         with ns.enter():

@@ -138,7 +138,7 @@ def capture(ns: NetNS) -> dict:
 
     ct = Conntrack(NetlinkSocket(tap=rec))
     # created before labels are in use: no label extension (ENOSPC below)
-    bare = Tuple("10.77.0.1", "10.77.0.2", 17, 7, 7)
+    bare = Tuple(src="10.77.0.1", dst="10.77.0.2", proto=17, sport=7, dport=7)
     rec.scenario = "create-bare"
     ct.create(Flow(family=2, orig=bare, reply=bare.reversed(), timeout=900))
 
@@ -155,10 +155,10 @@ def capture(ns: NetNS) -> dict:
     for case in all_cases(2):
         ct.create(case.flow)
     rec.scenario = "create-labels"
-    lab = Tuple("2001:db8:77::1", "2001:db8:77::2", 6, 1, 2)
+    lab = Tuple(src="2001:db8:77::1", dst="2001:db8:77::2", proto=6, sport=1, dport=2)
     ct.create(Flow(family=10, orig=lab, reply=lab.reversed(), timeout=900,
                    labels=(1 << 0) | (1 << 5) | (1 << 127), labels_size=16))
-    lab4 = Tuple("10.77.1.1", "10.77.1.2", 132, 1, 2)
+    lab4 = Tuple(src="10.77.1.1", dst="10.77.1.2", proto=132, sport=1, dport=2)
     ct.create(Flow(family=2, orig=lab4, reply=lab4.reversed(), timeout=900, labels=1 << 2))
 
     server = FtpServer()
@@ -199,7 +199,7 @@ def capture(ns: NetNS) -> dict:
     rec.scenario = "batch"
     many = []
     for i in range(12):
-        o = Tuple(f"10.88.0.{i + 1}", "10.88.1.1", 17, 4000 + i, 53)
+        o = Tuple(src=f"10.88.0.{i + 1}", dst="10.88.1.1", proto=17, sport=4000 + i, dport=53)
         many.append(Flow(family=2, orig=o, reply=o.reversed(), timeout=100, mark=i))
     ct.create_many(many)
     ct.update_many([m.copy(mark=1000 + i) for i, m in enumerate(many)])
@@ -212,8 +212,8 @@ def capture(ns: NetNS) -> dict:
         ct.get_expect(e.tuple)
     rec.scenario = "expect-create"
     master = next(f for f in flows if f.helper == "ftp" and f.family == 2)
-    mine = Expect(family=2, master=master.orig, tuple=Tuple("127.0.0.1", "127.0.0.1", 6, 1800, 1801),
-                  mask=Tuple("255.255.255.255", "255.255.255.255", 6, 0xFFFF, 0xFFFF), timeout=60)
+    mine = Expect(family=2, master=master.orig, tuple=Tuple(src="127.0.0.1", dst="127.0.0.1", proto=6, sport=1800, dport=1801),
+                  mask=Tuple(src="255.255.255.255", dst="255.255.255.255", proto=6, sport=0xFFFF, dport=0xFFFF), timeout=60)
     ct.create_expect(mine)
     rec.scenario = "expect-dump"
     list(ct.dump_expect(2))
@@ -226,15 +226,15 @@ def capture(ns: NetNS) -> dict:
     ct.expect_stats()
 
     rec.scenario = "error-enoent"
-    expect_error(lambda: ct.get(Tuple("10.99.0.1", "10.99.0.2", 6, 1, 2)), 2)
-    expect_error(lambda: ct.get_expect(Tuple("127.0.0.1", "127.0.0.1", 6, 3, 4)), 2)
+    expect_error(lambda: ct.get(Tuple(src="10.99.0.1", dst="10.99.0.2", proto=6, sport=1, dport=2)), 2)
+    expect_error(lambda: ct.get_expect(Tuple(src="127.0.0.1", dst="127.0.0.1", proto=6, sport=3, dport=4)), 2)
     rec.scenario = "error-eexist"
     expect_error(lambda: ct.create(all_cases(2)[0].flow), 17)
     rec.scenario = "error-einval"
     expect_error(lambda: ct.create(all_cases(3)[0].flow.copy(timeout=None)), 22)
     rec.scenario = "error-eopnotsupp"
     expect_error(lambda: ct.create_expect(mine.copy(master=bare)), 95)
-    expect_error(lambda: ct.update(Flow(family=2, orig=bare, nat_src=NatRange("10.77.0.9"))), 95)
+    expect_error(lambda: ct.update(Flow(family=2, orig=bare, nat_src=NatRange(min_ip="10.77.0.9"))), 95)
     rec.scenario = "error-enospc"
     expect_error(lambda: ct.update(Flow(family=2, orig=bare, labels=1)), 28)
     rec.scenario = "error-ebusy"
@@ -257,7 +257,7 @@ def capture(ns: NetNS) -> dict:
     raw.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
     with NetlinkSocket(sock=raw, tap=rec) as s:
         with Conntrack(s) as c:
-            expect_error(lambda: c.get(Tuple("10.99.0.1", "10.99.0.2", 6, 1, 2)), 2)
+            expect_error(lambda: c.get(Tuple(src="10.99.0.1", dst="10.99.0.2", proto=6, sport=1, dport=2)), 2)
 
     rec.scenario = "flush"
     ct.flush(mark=0x5A5A)

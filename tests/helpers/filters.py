@@ -52,7 +52,7 @@ def build_table(ct) -> list[Flow]:
     for fam in (2, 10):
         a, b, _ = addrs(fam, 3)
         for j, (mark, status) in enumerate([(0x13, SR), (0x1F0, SR | AS), (0x20, None)]):
-            o = Tuple(a, b, 17, 3000 + j, 9)
+            o = Tuple(src=a, dst=b, proto=17, sport=3000 + j, dport=9)
             ct.create(Flow(family=fam, orig=o, reply=o.reversed(), timeout=300, mark=mark,
                            status=None if status is None else status | int(Status.CONFIRMED)))
     return list(ct.dump())

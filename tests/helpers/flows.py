@@ -58,11 +58,11 @@ def catalogue(family: int, net: int = 1) -> list[Case]:
     v6 = family == 10
 
     def T(proto: int, sport=None, dport=None, zone=None, src=a, dst=b, **kw) -> Tuple:
-        return Tuple(src, dst, proto, sport, dport, zone=zone, **kw)
+        return Tuple(src=src, dst=dst, proto=proto, sport=sport, dport=dport, zone=zone, **kw)
 
     def R(t: Tuple, **kw) -> Tuple:
         r = t.reversed()
-        return r.copy(**kw) if kw else r
+        return r.replace(**kw) if kw else r
 
     def base(*extra: str) -> tuple[str, ...]:
         return ("-s", a, "-d", b, *extra, "-t", str(TIMEOUT))
@@ -126,13 +126,13 @@ def catalogue(family: int, net: int = 1) -> list[Case]:
     natarg = f"[{nat}]:5353" if v6 else f"{nat}:5353"
     cases.append(Case("udp-dnat", family, base("-p", "udp", "--sport", "1003", "--dport", "53",
                                                "--dst-nat", natarg),
-                      Flow(family=family, orig=o, reply=Tuple(nat, a, 17, 5353, 1003),
-                           timeout=TIMEOUT, nat_dst=NatRange(nat, min_port=5353, max_port=5353))))
+                      Flow(family=family, orig=o, reply=Tuple(src=nat, dst=a, proto=17, sport=5353, dport=1003),
+                           timeout=TIMEOUT, nat_dst=NatRange(min_ip=nat, min_port=5353, max_port=5353))))
     o = T(6, 1004, 443)
     cases.append(Case("tcp-snat", family, base("-p", "tcp", "--sport", "1004", "--dport", "443",
                                                "--state", "SYN_SENT", "--src-nat", nat),
-                      Flow(family=family, orig=o, reply=Tuple(b, nat, 6, 443, 1004),
-                           timeout=TIMEOUT, nat_src=NatRange(nat),
+                      Flow(family=family, orig=o, reply=Tuple(src=b, dst=nat, proto=6, sport=443, dport=1004),
+                           timeout=TIMEOUT, nat_src=NatRange(min_ip=nat),
                            tcp=TcpInfo(state=1, flags_orig=LIBERAL, flags_reply=LIBERAL))))
     return cases
 

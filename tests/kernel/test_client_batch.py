@@ -28,7 +28,7 @@ def udp_flows(n: int = N, family: int = 2, mark=None) -> list[Flow]:
             a, b = f"10.20.{i // 250}.{i % 250 + 1}", "10.30.0.1"
         else:
             a, b = f"2001:db8:20::{i + 1:x}", "2001:db8:30::1"
-        o = Tuple(a, b, 17, 2000 + i, 53)
+        o = Tuple(src=a, dst=b, proto=17, sport=2000 + i, dport=53)
         out.append(Flow(family=family, orig=o, reply=o.reversed(), timeout=600,
                         mark=None if mark is None else mark(i)))
     return out
@@ -48,8 +48,8 @@ def test_create_many_results_in_order(ns, ct, label_names) -> None:
     assert ref_count(ns) == ct.count() == len(flows)
     assert_same_table(ct.dump(), reference_views(ns), label_names)
     # every tenth again: FlowExists exactly there, in order, carrying errno and request
-    again = [f if i % 10 else f.copy(orig=f.orig.copy(sport=f.orig.sport + 5000),
-                                     reply=f.reply.copy(dport=f.orig.sport + 5000))
+    again = [f if i % 10 else f.copy(orig=f.orig.replace(sport=f.orig.sport + 5000),
+                                     reply=f.reply.replace(dport=f.orig.sport + 5000))
              for i, f in enumerate(flows)]
     results = ct.create_many(again)
     for i, r in enumerate(results):
@@ -67,7 +67,7 @@ def test_create_many_results_in_order(ns, ct, label_names) -> None:
 def test_update_many_marks_seen_by_reference(ns, ct) -> None:
     flows = udp_flows(200) + udp_flows(60, 10)
     ct.create_many(flows)
-    missing = Flow(family=2, orig=Tuple("10.99.0.1", "10.99.0.2", 17, 1, 2), mark=1)
+    missing = Flow(family=2, orig=Tuple(src="10.99.0.1", dst="10.99.0.2", proto=17, sport=1, dport=2), mark=1)
     batch = [Flow(family=f.family, orig=f.orig, mark=i % 7) for i, f in enumerate(flows)]
     results = ct.update_many(batch[:100] + [missing] + batch[100:])
     assert results[:100] + results[101:] == [None] * len(flows)

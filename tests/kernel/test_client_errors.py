@@ -75,14 +75,14 @@ def test_flow_not_found(ns, ct) -> None:
     # only one tuple
     (UDP.copy(reply=None, nat_dst=None), None),
     # zones in both directions
-    (UDP.copy(orig=UDP.orig.copy(zone=3), reply=UDP.orig.reversed().copy(zone=4), nat_dst=None),
+    (UDP.copy(orig=UDP.orig.replace(zone=3), reply=UDP.orig.reversed().replace(zone=4), nat_dst=None),
      ["-s", "10.1.0.1", "-d", "10.1.0.2", "-p", "udp", "--sport", "1003", "--dport", "53",
       "-t", "10", "--orig-zone", "3", "--reply-zone", "4"]),
     # different layer-4 protocols in the two tuples
-    (UDP.copy(reply=Tuple("10.1.0.2", "10.1.0.1", 6, 53, 1003), nat_dst=None), None),
+    (UDP.copy(reply=Tuple(src="10.1.0.2", dst="10.1.0.1", proto=6, sport=53, dport=1003), nat_dst=None), None),
     # an ICMP reply type that answers no request type (the reference's 255, spec 12.4)
-    (Flow(family=2, orig=Tuple("10.1.0.3", "10.1.0.2", 1, icmp_type=8, icmp_code=0, icmp_id=5),
-          reply=Tuple("10.1.0.2", "10.1.0.3", 1, icmp_type=255, icmp_code=0, icmp_id=5),
+    (Flow(family=2, orig=Tuple(src="10.1.0.3", dst="10.1.0.2", proto=1, icmp_type=8, icmp_code=0, icmp_id=5),
+          reply=Tuple(src="10.1.0.2", dst="10.1.0.3", proto=1, icmp_type=255, icmp_code=0, icmp_id=5),
           timeout=50),
      ["-r", "10.1.0.2", "-q", "10.1.0.3", "-p", "icmp", "--icmp-type", "8", "--icmp-code", "0",
       "--icmp-id", "5", "-t", "50"]),
@@ -99,7 +99,7 @@ def test_invalid_argument(ns, ct, flow, ref_args) -> None:
 def test_not_supported_nat_change(ns, ct) -> None:
     ct.create(UDP)
     with pytest.raises(NotSupported) as e:
-        ct.update(Flow(family=2, orig=UDP.orig, nat_src=NatRange("10.1.0.77")))
+        ct.update(Flow(family=2, orig=UDP.orig, nat_src=NatRange(min_ip="10.1.0.77")))
     check(e.value, NotSupported, errno.EOPNOTSUPP, 0x100)
 
 

@@ -140,7 +140,7 @@ def test_overrun_is_counted_not_fatal(ns, ct) -> None:
     n = 300
     flows = []
     for i in range(n):
-        o = Tuple(f"10.50.{i // 200}.{i % 200 + 1}", "10.60.0.1", 17, 1000 + i, 53)
+        o = Tuple(src=f"10.50.{i // 200}.{i % 200 + 1}", dst="10.60.0.1", proto=17, sport=1000 + i, dport=53)
         flows.append(Flow(family=2, orig=o, reply=o.reversed(), timeout=100))
     assert ct.create_many(flows) == [None] * n
     got = []

@@ -36,13 +36,13 @@ def ref_expect(ns, family: int | None = None) -> list[dict]:
 
 def master(sess) -> Tuple:
     lo = LO[2 if sess.family == socket.AF_INET else 10]
-    return Tuple(lo, lo, 6, sess.client_port, 21)
+    return Tuple(src=lo, dst=lo, proto=6, sport=sess.client_port, dport=21)
 
 
 def ours(family: int, sess, sport: int = 1800, dport: int = 1801, **kw) -> Expect:
     lo = LO[family]
-    return Expect(family=family, master=master(sess), tuple=Tuple(lo, lo, 6, sport, dport),
-                  mask=Tuple(FULL[family], FULL[family], 6, 0xFFFF, 0xFFFF), timeout=120, **kw)
+    return Expect(family=family, master=master(sess), tuple=Tuple(src=lo, dst=lo, proto=6, sport=sport, dport=dport),
+                  mask=Tuple(src=FULL[family], dst=FULL[family], proto=6, sport=0xFFFF, dport=0xFFFF), timeout=120, **kw)
 
 
 def ref_tuple_args(family: int, sport: int, dport: int) -> list[str]:
@@ -71,7 +71,7 @@ def test_get_expect(ns, ct, sessions) -> None:
         text = ns.conntrack("-G", "expect", *ref_tuple_args(fam, e.tuple.sport, e.tuple.dport)).stdout
         assert f"dport={e.tuple.dport} " in text and "helper=ftp" in text
     with pytest.raises(FlowNotFound) as exc:
-        ct.get_expect(Tuple("127.0.0.1", "127.0.0.1", 6, 1, 2))
+        ct.get_expect(Tuple(src="127.0.0.1", dst="127.0.0.1", proto=6, sport=1, dport=2))
     assert exc.value.errno == 2
 
 
@@ -114,11 +114,11 @@ def test_create_expect_errors(ns, ct, sessions) -> None:
     with pytest.raises(FlowExists) as e1:
         ct.create_expect(exp)
     # the expected tuple is looked up first: a new one for the next cases
-    other = exp.copy(tuple=exp.tuple.copy(sport=1900, dport=1901))
+    other = exp.copy(tuple=exp.tuple.replace(sport=1900, dport=1901))
     with pytest.raises(FlowNotFound) as e2:
-        ct.create_expect(other.copy(master=Tuple("127.0.0.1", "127.0.0.1", 6, 1, 21)))
+        ct.create_expect(other.copy(master=Tuple(src="127.0.0.1", dst="127.0.0.1", proto=6, sport=1, dport=21)))
     # a master without a helper cannot have expectations
-    plain = Tuple("10.0.0.1", "10.0.0.2", 6, 5, 6)
+    plain = Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=5, dport=6)
     ct.create(Flow(family=2, orig=plain, reply=plain.reversed(), timeout=100))
     with pytest.raises(NotSupported) as e3:
         ct.create_expect(other.copy(master=plain))

@@ -77,7 +77,7 @@ def test_ipv6_text_is_libc_inet_ntop():
     for a, want in (("::ffff:1.2.3.4", "::ffff:1.2.3.4"), ("::1.2.3.4", "::1.2.3.4"),
                     ("::1", "::1"), ("2001:db8:0:1:0:0:0:1", "2001:db8:0:1::1"),
                     ("fe80::1:2", "fe80::1:2"), ("::", "::"), ("1::", "1::")):
-        f = Flow(family=10, orig=Tuple(a, "::2", 17, 1, 2), reply=Tuple("::2", a, 17, 2, 1))
+        f = Flow(family=10, orig=Tuple(src=a, dst="::2", proto=17, sport=1, dport=2), reply=Tuple(src="::2", dst=a, proto=17, sport=2, dport=1))
         assert text.format_flow(f).startswith(f"udp      17 src={want} dst=::2 ")
 
 
@@ -117,7 +117,7 @@ def test_json_values_match_the_model(seed):
 
 
 def test_json_escapes_strings_and_rejects_bad_objects():
-    f = Flow(family=2, orig=Tuple("1.1.1.1", "2.2.2.2", 6, 1, 2), helper='a"b\\c',
+    f = Flow(family=2, orig=Tuple(src="1.1.1.1", dst="2.2.2.2", proto=6, sport=1, dport=2), helper='a"b\\c',
              secctx="x\ny")
     obj = json.loads(fjson.format_flow(f))
     assert obj["helper"] == 'a"b\\c' and obj["secctx"] == "x\ny"

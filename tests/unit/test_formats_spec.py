@@ -31,7 +31,7 @@ def clock() -> float:
 
 
 def T(src, dst, proto, sport=None, dport=None, **kw) -> Tuple:
-    return Tuple(src, dst, proto, sport, dport, **kw)
+    return Tuple(src=src, dst=dst, proto=proto, sport=sport, dport=dport, **kw)
 
 
 def pair(src, dst, proto, sport=None, dport=None, *, rsrc=None, rdst=None, rsport=None,
@@ -51,8 +51,8 @@ def icmp(src, dst, proto, typ, rtyp, code, ident, **kw) -> dict:
 
 
 def acct(**kw) -> dict:
-    return dict(counters_orig=Counters(0, 0), counters_reply=Counters(0, 0),
-                timestamp=Timestamp(START), **kw)
+    return dict(counters_orig=Counters(packets=0, bytes=0), counters_reply=Counters(packets=0, bytes=0),
+                timestamp=Timestamp(start=START), **kw)
 
 
 def tcp(state: int) -> TcpInfo:
@@ -95,35 +95,35 @@ TEXT_EXAMPLES = [
     (Flow(**pair("1.1.1.2", "2.2.2.2", 17, 10, 20, rdst="4.4.4.4"), status=CONFIRMED | 0x90,
           timeout=499, mark=7, zone=3, use=1),
      "udp      17 499 src=1.1.1.2 dst=2.2.2.2 sport=10 dport=20 [UNREPLIED] src=2.2.2.2 dst=4.4.4.4 sport=20 dport=10 mark=7 zone=3 use=1"),
-    (Flow(**icmp("127.0.0.1", "127.0.0.1", 1, 8, 0, 0, 4660), counters_orig=Counters(1, 36),
-          counters_reply=Counters(1, 36), timestamp=Timestamp(NOW * 10**9),
+    (Flow(**icmp("127.0.0.1", "127.0.0.1", 1, 8, 0, 0, 4660), counters_orig=Counters(packets=1, bytes=36),
+          counters_reply=Counters(packets=1, bytes=36), timestamp=Timestamp(start=NOW * 10**9),
           status=CONFIRMED | SEEN_REPLY, timeout=29, mark=0, use=1),
      "icmp     1 29 src=127.0.0.1 dst=127.0.0.1 type=8 code=0 id=4660 packets=1 bytes=36 src=127.0.0.1 dst=127.0.0.1 type=0 code=0 id=4660 packets=1 bytes=36 mark=0 delta-time=0 use=1"),
-    (Flow(**icmp("2001::5", "2001::6", 58, 139, 140, 0, 3), counters_orig=Counters(0, 0),
-          counters_reply=Counters(0, 0), timestamp=Timestamp(NOW * 10**9 + 5),
+    (Flow(**icmp("2001::5", "2001::6", 58, 139, 140, 0, 3), counters_orig=Counters(packets=0, bytes=0),
+          counters_reply=Counters(packets=0, bytes=0), timestamp=Timestamp(start=NOW * 10**9 + 5),
           status=CONFIRMED, timeout=49, mark=0, use=1),
      "icmpv6   58 49 src=2001::5 dst=2001::6 type=139 code=0 id=3 packets=0 bytes=0 [UNREPLIED] src=2001::6 dst=2001::5 type=140 code=0 id=3 packets=0 bytes=0 mark=0 delta-time=0 use=1"),
     (Flow(**pair("1.1.1.1", "2.2.2.2", 132, 100, 200), status=CONFIRMED, timeout=499, mark=0,
-          use=1, sctp=SctpInfo(4, 1234, 5678), id=1159813196),
+          use=1, sctp=SctpInfo(state=4, vtag_orig=1234, vtag_reply=5678), id=1159813196),
      "sctp     132 499 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=100 dport=200 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=200 dport=100 mark=0 use=1"),
     (Flow(**pair("1.1.1.1", "2.2.2.2", 47, 16, 32), status=CONFIRMED, timeout=499, mark=0, use=1),
      "gre      47 499 src=1.1.1.1 dst=2.2.2.2 srckey=0x10 dstkey=0x20 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 srckey=0x20 dstkey=0x10 mark=0 use=1"),
     (Flow(**pair("1.1.1.1", "2.2.2.2", 33), status=CONFIRMED, timeout=499, mark=0, use=1),
      "dccp     33 499 src=1.1.1.1 dst=2.2.2.2 sport=0 dport=0 [UNREPLIED] src=2.2.2.2 dst=1.1.1.1 sport=0 dport=0 mark=0 use=1"),
-    (Flow(**pair("127.0.0.1", "127.0.0.1", 6, 57634, 21), counters_orig=Counters(5, 291),
-          counters_reply=Counters(4, 232), timestamp=Timestamp((NOW - 1) * 10**9),
+    (Flow(**pair("127.0.0.1", "127.0.0.1", 6, 57634, 21), counters_orig=Counters(packets=5, bytes=291),
+          counters_reply=Counters(packets=4, bytes=232), timestamp=Timestamp(start=(NOW - 1) * 10**9),
           status=ESTABLISHED_ASSURED | 0x2000, timeout=431998, mark=0, use=1, tcp=tcp(3),
           helper="ftp"),
      "tcp      6 431998 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=57634 dport=21 packets=5 bytes=291 src=127.0.0.1 dst=127.0.0.1 sport=21 dport=57634 packets=4 bytes=232 [ASSURED] mark=0 delta-time=1 helper=ftp use=1"),
 ]
 
 LABEL_EXAMPLES = [
-    (Flow(**pair("1.1.1.2", "2.2.2.2", 6, 10, 20), counters_orig=Counters(0, 0),
-          counters_reply=Counters(0, 0), timestamp=Timestamp(NOW * 10**9), status=CONFIRMED,
+    (Flow(**pair("1.1.1.2", "2.2.2.2", 6, 10, 20), counters_orig=Counters(packets=0, bytes=0),
+          counters_reply=Counters(packets=0, bytes=0), timestamp=Timestamp(start=NOW * 10**9), status=CONFIRMED,
           timeout=499, mark=0, use=1, tcp=tcp(3), labels=(1 << 0) | (1 << 5)),
      "tcp      6 499 ESTABLISHED src=1.1.1.2 dst=2.2.2.2 sport=10 dport=20 packets=0 bytes=0 [UNREPLIED] src=2.2.2.2 dst=1.1.1.2 sport=20 dport=10 packets=0 bytes=0 mark=0 delta-time=0 use=1 labels=eth0-in,high"),
-    (Flow(**pair("127.0.0.1", "127.0.0.1", 17, 55410, 6671), counters_orig=Counters(1, 31),
-          counters_reply=Counters(1, 32), timestamp=Timestamp(NOW * 10**9),
+    (Flow(**pair("127.0.0.1", "127.0.0.1", 17, 55410, 6671), counters_orig=Counters(packets=1, bytes=31),
+          counters_reply=Counters(packets=1, bytes=32), timestamp=Timestamp(start=NOW * 10**9),
           status=CONFIRMED | SEEN_REPLY, timeout=29, mark=0, use=1, labels=1 << 10),
      "udp      17 29 src=127.0.0.1 dst=127.0.0.1 sport=55410 dport=6671 packets=1 bytes=31 src=127.0.0.1 dst=127.0.0.1 sport=6671 dport=55410 packets=1 bytes=32 mark=0 delta-time=0 use=1 labels"),
 ]
@@ -152,9 +152,9 @@ def test_extended_id():
 def test_ktimestamp():
     assert both_paths(text, TEXT_EXAMPLES[1][0], Options(ktimestamp=True, clock=clock)) == (
         "tcp      6 497 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=10 dport=20 packets=0 bytes=0 src=2.2.2.2 dst=1.1.1.1 sport=20 dport=10 packets=0 bytes=0 [ASSURED] mark=16 delta-time=2 [start=Wed Nov 25 16:51:26 2026] use=1")
-    ftp = TEXT_EXAMPLES[12][0].copy(timestamp=Timestamp(1795625896 * 10**9 + 123), id=991127028)
-    ftp.orig.sport = ftp.reply.dport = 46886
-    ftp.counters_orig, ftp.counters_reply = Counters(6, 351), Counters(5, 292)
+    ftp = TEXT_EXAMPLES[12][0].copy(timestamp=Timestamp(start=1795625896 * 10**9 + 123), id=991127028)
+    ftp.orig, ftp.reply = ftp.orig.replace(sport=46886), ftp.reply.replace(dport=46886)
+    ftp.counters_orig, ftp.counters_reply = Counters(packets=6, bytes=351), Counters(packets=5, bytes=292)
     opts = Options(extended=True, id=True, ktimestamp=True, clock=lambda: 1795625898.0)
     assert both_paths(text, ftp, opts) == (
         "ipv4     2 tcp      6 431998 ESTABLISHED src=127.0.0.1 dst=127.0.0.1 sport=46886 dport=21 packets=6 bytes=351 src=127.0.0.1 dst=127.0.0.1 sport=21 dport=46886 packets=5 bytes=292 [ASSURED] mark=0 delta-time=2 [start=Wed Nov 25 16:58:16 2026] helper=ftp use=1 id=991127028")
@@ -202,7 +202,7 @@ def test_xml_examples():
               timeout=499, mark=0, use=1, id=3102878515)
     assert both_paths(xml, v6, PLAIN) == XML_ICMPV6
     assert both_paths(xml, TEXT_EXAMPLES[1][0], Options(ktimestamp=True, clock=clock)) == XML_TCP_KTS
-    zoned = TEXT_EXAMPLES[4][0].copy(id=2836132216, timestamp=Timestamp(NOW * 10**9))
+    zoned = TEXT_EXAMPLES[4][0].copy(id=2836132216, timestamp=Timestamp(start=NOW * 10**9))
     assert both_paths(xml, zoned, PLAIN) == XML_ZONE
     assert xml.PROLOGUE + XML_SCTP + "\n" + xml.CLOSING == (
         '<?xml version="1.0" encoding="utf-8"?>\n<conntrack>\n' + XML_SCTP + "\n</conntrack>\n")
@@ -211,13 +211,13 @@ def test_xml_examples():
 def test_xml_elided_examples():
     labelled = Flow(**pair("127.0.0.1", "127.0.0.1", 17, 1, 2), status=CONFIRMED | SEEN_REPLY,
                     timeout=29, mark=66, use=1, id=203315968, labels=1 << 2,
-                    timestamp=Timestamp((NOW - 1) * 10**9))
+                    timestamp=Timestamp(start=(NOW - 1) * 10**9))
     assert both_paths(xml, labelled, Options(labels=LABELS, clock=clock)).endswith(
         '<meta direction="independent"><timeout>29</timeout><mark>66</mark><labels><label>web</label></labels><use>1</use><id>203315968</id><deltatime>1</deltatime></meta></flow>')
     nolabel = labelled.copy(labels=1 << 10)
     assert "<mark>66</mark><labels></labels><use>" in both_paths(
         xml, nolabel, Options(labels=LABELS, clock=clock))
-    ftp = TEXT_EXAMPLES[12][0].copy(id=991127028, timestamp=Timestamp((NOW - 2) * 10**9))
+    ftp = TEXT_EXAMPLES[12][0].copy(id=991127028, timestamp=Timestamp(start=(NOW - 2) * 10**9))
     assert both_paths(xml, ftp, PLAIN).endswith(
         '<meta direction="independent"><state>ESTABLISHED</state><timeout>431998</timeout><mark>0</mark><use>1</use><id>991127028</id><assured/><deltatime>2</deltatime></meta><helper>ftp</helper></flow>')
 
@@ -238,7 +238,7 @@ def _save_flows():
               status=ESTABLISHED_ASSURED | 0x120, timeout=499, tcp=tcp(3)),
          "-A -t 499 -u SEEN_REPLY,ASSURED -s 2001:db8::1 -d 2001:db8::2 -g 2001:db8::3 -q 2001:db8::1 -p tcp --sport 10 --dport 20 --reply-port-src 8080 --reply-port-dst 10 --state ESTABLISHED"),
         # vtags as the kernel holds them after `-I --orig-vtag 1234 --reply-vtag 5678`
-        (TEXT_EXAMPLES[9][0].copy(sctp=SctpInfo(4, 0xD2040000, 0x2E160000)),
+        (TEXT_EXAMPLES[9][0].copy(sctp=SctpInfo(state=4, vtag_orig=0xD2040000, vtag_reply=0x2E160000)),
          "-A -t 499 -u UNSET -s 1.1.1.1 -d 2.2.2.2 -r 2.2.2.2 -q 1.1.1.1 -p sctp --sport 100 --dport 200 --reply-port-src 200 --reply-port-dst 100 --state ESTABLISHED --orig-vtag 1234 --reply-vtag 5678"),
         (TEXT_EXAMPLES[10][0],
          "-A -t 499 -u UNSET -s 1.1.1.1 -d 2.2.2.2 -r 2.2.2.2 -q 1.1.1.1 -p gre --srckey 16 --dstkey 32 --reply-key-src 32 --reply-key-dst 16"),
@@ -273,8 +273,8 @@ def test_save_status_bits_and_prefixes():
 
 def test_save_sctp_unnamed_states():
     f = TEXT_EXAMPLES[9][0]
-    assert "--state (null)" in save.format_flow(f.copy(sctp=SctpInfo(8)))
-    assert "--state SHUTDOWN_ACK_SENT" in save.format_flow(f.copy(sctp=SctpInfo(7)))
+    assert "--state (null)" in save.format_flow(f.copy(sctp=SctpInfo(state=8)))
+    assert "--state SHUTDOWN_ACK_SENT" in save.format_flow(f.copy(sctp=SctpInfo(state=7)))
 
 
 # --- §8 events ----------------------------------------------------------------------
@@ -290,11 +290,11 @@ def test_event_lines():
     assert text.format_flow(upd, Options(event=2)) + text.userspace_suffix(2757391744) == (
         " [UPDATE] tcp      6 499 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=10 dport=20 src=2.2.2.2 dst=1.1.1.1 sport=20 dport=10 mark=5 [USERSPACE] portid=2757391744")
     ts = NOW * 10**9
-    dead = upd.copy(counters_orig=Counters(0, 0), counters_reply=Counters(0, 0),
-                    timestamp=Timestamp(ts, ts))
+    dead = upd.copy(counters_orig=Counters(packets=0, bytes=0), counters_reply=Counters(packets=0, bytes=0),
+                    timestamp=Timestamp(start=ts, stop=ts))
     assert text.format_flow(dead, Options(event=3)) + text.userspace_suffix(4043062265, "conntrack") == (
         "[DESTROY] tcp      6 499 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=10 dport=20 packets=0 bytes=0 src=2.2.2.2 dst=1.1.1.1 sport=20 dport=10 packets=0 bytes=0 mark=5 delta-time=0 [USERSPACE] portid=4043062265 progname=conntrack")
-    dead2 = dead.copy(timestamp=Timestamp(1795625585 * 10**9 + 7, 1795625585 * 10**9 + 9))
+    dead2 = dead.copy(timestamp=Timestamp(start=1795625585 * 10**9 + 7, stop=1795625585 * 10**9 + 9))
     assert text.format_flow(dead2, Options(event=3, ktimestamp=True)) == (
         "[DESTROY] tcp      6 499 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=10 dport=20 packets=0 bytes=0 src=2.2.2.2 dst=1.1.1.1 sport=20 dport=10 packets=0 bytes=0 mark=5 delta-time=0 [start=Wed Nov 25 16:53:05 2026] [stop=Wed Nov 25 16:53:05 2026]")
     assert both_paths(text, EV_TCP, Options(event=1, extended=True, id=True)) + text.userspace_suffix(13878, "conntrack") == (
@@ -351,7 +351,7 @@ def test_expect_lines():
         _ftp_expect(47758, timeout=296)) == (
         "[1795625685.338750]\t296 proto=6 src=127.0.0.1 dst=127.0.0.1 sport=0 dport=51210 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=127.0.0.1 master-dst=127.0.0.1 sport=47758 dport=21 class=0 helper=ftp")
     ev = _ftp_expect(47758, timeout=300)
-    ev.tuple.sport, ev.tuple.dport = 1700, 1701
+    ev.tuple = ev.tuple.replace(sport=1700, dport=1701)
     tail = "300 proto=6 src=127.0.0.1 dst=127.0.0.1 sport=1700 dport=1701 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=127.0.0.1 master-dst=127.0.0.1 sport=47758 dport=21 class=0 helper=ftp"
     assert fexpect.format_expect(ev, event=1) == "    [NEW] " + tail
     assert fexpect.format_expect(ev, event=3) == "[DESTROY] " + tail

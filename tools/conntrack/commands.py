@@ -221,28 +221,18 @@ def _exact(t: Tuple | None, inv: Invocation, orig: bool) -> Tuple | None:
     """The tuple fields user-space step 5 requires equal, for CTA_FILTER (or None)."""
     if t is None:
         return None
-    out = Tuple()
-    any_field = False
-    if orig:
-        if t.src is not None and "mask-src" not in inv.options:
-            out.src = t.src
-            any_field = True
-        if t.dst is not None and "mask-dst" not in inv.options:
-            out.dst = t.dst
-            any_field = True
-    else:
-        if t.src is not None:
-            out.src, any_field = t.src, True
-        if t.dst is not None:
-            out.dst, any_field = t.dst, True
+    out: dict = {}
+    if t.src is not None and not (orig and "mask-src" in inv.options):
+        out["src"] = t.src
+    if t.dst is not None and not (orig and "mask-dst" in inv.options):
+        out["dst"] = t.dst
     if t.proto is not None:
-        out.proto = t.proto
-        any_field = True
+        out["proto"] = t.proto
         if t.proto in K.PORT_PROTOS:
-            out.sport, out.dport = t.sport, t.dport
+            out.update(sport=t.sport, dport=t.dport)
         elif t.proto in K.ICMP_PROTOS:
-            out.icmp_type, out.icmp_code, out.icmp_id = t.icmp_type, t.icmp_code, t.icmp_id
-    return out if any_field else None
+            out.update(icmp_type=t.icmp_type, icmp_code=t.icmp_code, icmp_id=t.icmp_id)
+    return Tuple(**out) if out else None
 
 
 def kernel_filter(inv: Invocation, *, mark: bool, status: bool, tuples: bool) -> Filter:
@@ -428,7 +418,7 @@ def cmd_create(inv: Invocation, ctx: Context) -> int:
 
 def _delete_body(flow: Flow) -> Flow:
     """The entry as the reference re-sends it for deletion (§12.5)."""
-    return flow.copy(status=(flow.status or 0) | 0x8 if flow.status is not None else None,
+    return flow.copy(status=flow.status_bits | 0x8 if flow.status_bits is not None else None,
                      counters_orig=None, counters_reply=None, use=None, id=None,
                      timestamp=None, secctx=None, event_timestamp=None, unknown=None)
 
@@ -604,7 +594,7 @@ def _label_update(inv: Invocation, entry: Flow, obj: Flow) -> bool:
 
 def _unchanged(obj: Flow, entry: Flow) -> bool:
     """The update would not change the entry (§3.6: it is then skipped)."""
-    for name in ("timeout", "mark", "status", "labels"):
+    for name in ("timeout", "mark", "status_bits", "labels"):
         v = getattr(obj, name)
         if v is not None and getattr(entry, name) != v:
             return False
@@ -621,11 +611,11 @@ def _unchanged(obj: Flow, entry: Flow) -> bool:
 
 def update_object(inv: Invocation, entry: Flow) -> Flow | None:
     t = inv.template
-    orig = entry.orig.copy(zone=None) if entry.orig is not None else None
+    orig = entry.orig.replace(zone=None) if entry.orig is not None else None
     obj = Flow(family=entry.family, orig=orig, timeout=t.timeout, tcp=t.tcp, sctp=t.sctp,
                dccp=t.dccp, nat_src=t.nat_src, nat_dst=t.nat_dst)
-    if t.status is not None and "status" in inv.options:
-        obj.status = (entry.status or 0) | t.status | 0x8
+    if t.status_bits is not None and "status" in inv.options:
+        obj.status = (entry.status_bits or 0) | t.status_bits | 0x8
     if inv.mark is not None and "mark" in inv.options:
         value, mask = inv.mark
         obj.mark = ((entry.mark or 0) & ~mask & 0xFFFFFFFF) ^ value

@@ -97,56 +97,85 @@ WARN_NAT_RANGE = "WARNING: ignoring -a, deprecated option."
 AF_INET, AF_INET6 = 2, 10
 
 
+class Draft:
+    """A mutable stand-in for one immutable model record (a :class:`Tuple`, ``TcpInfo``
+    ...) while options fill it in; :meth:`freeze` makes the record."""
+
+    __slots__ = ("_cls", "_values")
+
+    def __init__(self, cls: type) -> None:
+        object.__setattr__(self, "_cls", cls)
+        object.__setattr__(self, "_values", dict.fromkeys(cls._fields))
+
+    def __getattr__(self, name: str):
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        return getattr(self.freeze(), name)  # derived properties (Tuple.family ...)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name not in self._values:
+            raise AttributeError(f"{self._cls.__name__} has no field {name!r}")
+        self._values[name] = value
+
+    def freeze(self):
+        return self._cls(**self._values)
+
+
 class LineState:
     """The objects one line's options fill: the template, the expectation tuple and
-    mask, and the protocol option flags. Protocol handlers write through it."""
+    mask, and the protocol option flags. Protocol handlers write through it; tuples and
+    protocol infos are :class:`Draft` objects until :meth:`finish`."""
 
-    __slots__ = ("template", "mask", "exptuple", "l4flags", "icmp_reply_type")
+    __slots__ = ("template", "mask", "exptuple", "l4flags", "icmp_reply_type", "drafts")
 
     def __init__(self) -> None:
         self.template = Flow()
-        self.mask = Tuple()
-        self.exptuple: Tuple | None = None
+        self.mask = Draft(Tuple)
+        self.exptuple: Draft | None = None
         self.l4flags = 0
         self.icmp_reply_type: int | None = None
+        #: template field -> the draft of its record
+        self.drafts: dict[str, Draft] = {}
 
-    def orig(self) -> Tuple:
-        if self.template.orig is None:
-            self.template.orig = Tuple()
-        return self.template.orig
+    def _draft(self, field: str, cls: type) -> Draft:
+        d = self.drafts.get(field)
+        if d is None:
+            d = self.drafts[field] = Draft(cls)
+        return d
 
-    def reply(self) -> Tuple:
-        if self.template.reply is None:
-            self.template.reply = Tuple()
-        return self.template.reply
+    def orig(self) -> Draft:
+        return self._draft("orig", Tuple)
 
-    def exp(self) -> Tuple:
+    def reply(self) -> Draft:
+        return self._draft("reply", Tuple)
+
+    def exp(self) -> Draft:
         if self.exptuple is None:
-            self.exptuple = Tuple()
+            self.exptuple = Draft(Tuple)
         return self.exptuple
 
-    def tcp(self) -> TcpInfo:
-        if self.template.tcp is None:
-            self.template.tcp = TcpInfo()
-        return self.template.tcp
+    def tcp(self) -> Draft:
+        return self._draft("tcp", TcpInfo)
 
-    def sctp(self) -> SctpInfo:
-        if self.template.sctp is None:
-            self.template.sctp = SctpInfo()
-        return self.template.sctp
+    def sctp(self) -> Draft:
+        return self._draft("sctp", SctpInfo)
 
-    def dccp(self) -> DccpInfo:
-        if self.template.dccp is None:
-            self.template.dccp = DccpInfo()
-        return self.template.dccp
+    def dccp(self) -> Draft:
+        return self._draft("dccp", DccpInfo)
 
     def reply_l3_set(self) -> bool:
-        r = self.template.reply
+        r = self.drafts.get("reply")
         return r is not None and (r.src is not None or r.dst is not None)
 
     def template_proto(self) -> int | None:
-        o = self.template.orig
+        o = self.drafts.get("orig")
         return o.proto if o is not None else None
+
+    def finish(self) -> None:
+        """Turn the drafts into the template's records."""
+        for field, d in self.drafts.items():
+            setattr(self.template, field, d.freeze())
 
 
 # --- addresses ---------------------------------------------------------------------------
@@ -529,13 +558,11 @@ class Parser:
                 if word is not None:
                     addr_text, nat_port = split_nat(word)
                     parsed = address(name, addr_text, False)
-                    nat = NatRange(min_ip=parsed.address)
-                    if nat_port is not None:
-                        nat.min_port = nat.max_port = nat_port
+                    nat = NatRange(min_ip=parsed.address, min_port=nat_port, max_port=nat_port)
                     if ch in "nj":
                         tmpl.nat_src = nat
                     if ch in "gj":
-                        tmpl.nat_dst = nat.copy()
+                        tmpl.nat_dst = nat
             elif ch == "o":
                 options.add("output")
                 self.output |= parse_keywords(arg or "", OUTPUT_KEYWORDS, warn)
@@ -604,10 +631,11 @@ class Parser:
         if h is not None:
             inv.proto_options = frozenset(name for bit, name in enumerate(h.flag_names)
                                           if st.l4flags & (1 << bit))
+        st.finish()
         inv.template = tmpl
         inv.icmp_reply_type = st.icmp_reply_type
-        inv.mask = st.mask
-        inv.exptuple = st.exptuple
+        inv.mask = st.mask.freeze()
+        inv.exptuple = st.exptuple.freeze() if st.exptuple is not None else None
         if "status" in options:
             inv.status = status
             inv.status_kernel = (status, status_kernel_mask)

@@ -15,38 +15,35 @@ from .invocation import Invocation
 
 
 def complete(t: Tuple | None, proto: int | None = None) -> Tuple | None:
-    """A copy of ``t`` with the fields libnetfilter_conntrack always sends filled in."""
+    """``t`` with the fields libnetfilter_conntrack always sends filled in."""
     if t is None:
         return None
-    t = t.copy()
+    changes: dict = {}
     if (t.src is None) != (t.dst is None):  # both addresses, the missing one all zero
         have = t.src if t.src is not None else t.dst
-        if t.src is None:
-            t.src = type(have)(0)
-        else:
-            t.dst = type(have)(0)
+        changes["src" if t.src is None else "dst"] = type(have)(0)
     p = t.proto if t.proto is not None else proto
-    t.proto = p
+    changes["proto"] = p
     if p in _PORTS:
-        t.sport = t.sport or 0
-        t.dport = t.dport or 0
+        changes.update(sport=t.sport or 0, dport=t.dport or 0)
     elif p in _ICMP:
-        t.icmp_type = t.icmp_type or 0
-        t.icmp_code = t.icmp_code or 0
-        t.icmp_id = t.icmp_id or 0
-    return t
+        changes.update(icmp_type=t.icmp_type or 0, icmp_code=t.icmp_code or 0,
+                       icmp_id=t.icmp_id or 0)
+    return t.replace(**changes)
 
 
-def _reply_icmp(inv: Invocation, t: Tuple, o: Tuple | None) -> None:
+def _reply_icmp(inv: Invocation, t: Tuple, o: Tuple | None) -> Tuple:
     """ICMP setters of the reference set both directions: reply type = derived type."""
     if o is None or o.proto not in _ICMP:
-        return
+        return t
+    changes: dict = {}
     if o.icmp_type is not None:
-        t.icmp_type = inv.icmp_reply_type if inv.icmp_reply_type is not None else 255
+        changes["icmp_type"] = inv.icmp_reply_type if inv.icmp_reply_type is not None else 255
     if o.icmp_code is not None:
-        t.icmp_code = o.icmp_code
+        changes["icmp_code"] = o.icmp_code
     if o.icmp_id is not None:
-        t.icmp_id = o.icmp_id
+        changes["icmp_id"] = o.icmp_id
+    return t.replace(**changes)
 
 
 def object_tuples(inv: Invocation, create: bool) -> tuple[Tuple | None, Tuple | None]:
@@ -56,36 +53,39 @@ def object_tuples(inv: Invocation, create: bool) -> tuple[Tuple | None, Tuple | 
     has_o = o is not None and o.src is not None and o.dst is not None
     has_r = r is not None and r.src is not None and r.dst is not None
     if r is not None:
-        r = r.copy()
         if r.proto is None and o is not None and (r.src is not None or r.dst is not None):
-            r.proto = o.proto if o.proto in _ICMP else r.proto
-        _reply_icmp(inv, r, o)
+            r = r.replace(proto=o.proto if o.proto in _ICMP else r.proto)
+        r = _reply_icmp(inv, r, o)
     if create:
         # like nfct_setobjopt(SETUP_REPLY/SETUP_ORIGINAL): a direction is derived only
         # when none of its address options was given; otherwise it is sent as given
         orig_given = o is not None and (o.src is not None or o.dst is not None)
         reply_given = r is not None and (r.src is not None or r.dst is not None)
         if has_o and not reply_given:
-            r = Tuple(o.dst, o.src, o.proto, o.dport, o.sport, None, None, None,
-                      r.zone if r is not None else None)
+            assert o is not None
+            # the library's derivation, with what the reference adds: zeros for ports
+            # and ICMP fields not given, the ICMP answer type looked up when the type
+            # option was parsed (with the family known then) and a given reply zone
+            rev = o.reversed()
             if o.proto in _PORTS:
-                r.sport, r.dport = o.dport or 0, o.sport or 0
+                rev = rev.replace(sport=o.dport or 0, dport=o.sport or 0)
             elif o.proto in _ICMP:
-                r.icmp_type = (inv.icmp_reply_type if o.icmp_type is not None
-                               and inv.icmp_reply_type is not None else
-                               255 if o.icmp_type is not None else 0)
-                r.icmp_code = o.icmp_code or 0
-                r.icmp_id = o.icmp_id or 0
+                rev = rev.replace(icmp_type=(inv.icmp_reply_type if o.icmp_type is not None
+                                             and inv.icmp_reply_type is not None else
+                                             255 if o.icmp_type is not None else 0),
+                                  icmp_code=o.icmp_code or 0, icmp_id=o.icmp_id or 0)
+            r = rev.replace(zone=r.zone if r is not None else None)
         elif has_r and not orig_given:
             assert r is not None
             zone = o.zone if o is not None else None
             base = o if o is not None else Tuple()
-            o = Tuple(r.dst, r.src, r.proto, r.dport, r.sport, base.icmp_type, base.icmp_code,
-                      base.icmp_id, zone)
+            o = Tuple(src=r.dst, dst=r.src, proto=r.proto, sport=r.dport, dport=r.sport,
+                      icmp_type=base.icmp_type, icmp_code=base.icmp_code,
+                      icmp_id=base.icmp_id, zone=zone)
             if r.proto in _PORTS:
-                o.sport, o.dport = r.dport or 0, r.sport or 0
+                o = o.replace(sport=r.dport or 0, dport=r.sport or 0)
     if r is not None and r.proto is None:
-        r.proto = 0  # a reply tuple as given: no reply-side protocol option, protocol 0
+        r = r.replace(proto=0)  # a reply tuple as given: no reply-side protocol option, protocol 0
     proto = o.proto if o is not None else None
     return complete(o), complete(r, proto)
 
@@ -95,13 +95,14 @@ def flow_object(inv: Invocation, create: bool) -> Flow:
     tmpl = inv.template
     orig, reply = object_tuples(inv, create)
     f = tmpl.copy(family=inv.family, orig=orig, reply=reply)
-    if f.status is not None:
-        f.status |= 0x8  # IPS_CONFIRMED, always OR-ed in by the reference
+    if f.status_bits is not None:
+        f.status = f.status_bits | 0x8  # IPS_CONFIRMED, always OR-ed in by the reference
     if inv.mark is not None and create:
         f.mark = inv.mark[0]
-    for nat in (f.nat_src, f.nat_dst):
-        if nat is not None and nat.min_port is not None and nat.max_port is None:
-            nat.max_port = nat.min_port
+    if f.nat_src is not None and f.nat_src.min_port is not None and f.nat_src.max_port is None:
+        f.nat_src = f.nat_src.replace(max_port=f.nat_src.min_port)
+    if f.nat_dst is not None and f.nat_dst.min_port is not None and f.nat_dst.max_port is None:
+        f.nat_dst = f.nat_dst.replace(max_port=f.nat_dst.min_port)
     f.id = None
     return f
 
@@ -110,12 +111,11 @@ def expect_object(inv: Invocation) -> Expect:
     """The ``-I expect`` object: expected tuple, master, mask, timeout."""
     proto = inv.protonum
     tmpl = inv.template
-    exp = inv.exptuple.copy() if inv.exptuple is not None else Tuple()
+    exp = inv.exptuple if inv.exptuple is not None else Tuple()
     # the 1.4.7 tool stores ``port >> 8`` as the expected protocol for tcp/sctp/dccp;
     # we send what the user meant: the -p protocol (the 1.4.8+git behaviour)
-    exp.proto = proto
-    mask = inv.mask.copy()
-    mask.proto = proto
+    exp = exp.replace(proto=proto)
+    mask = inv.mask.replace(proto=proto)
     return Expect(family=inv.family, tuple=complete(exp, proto),
                   master=complete(tmpl.orig, proto), mask=complete(mask, proto),
                   timeout=tmpl.timeout)

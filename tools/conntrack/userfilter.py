@@ -44,7 +44,7 @@ def _nat_flags(f: Flow) -> tuple[bool, bool, bool, bool]:
     """(SNAT'ed, DNAT'ed, SPAT'ed, DPAT'ed) per §6.2.1. The "ports" are the library's
     union, so an ICMP entry whose NAT is done compares id and type/code and counts as
     port-translated in both directions, as in the reference."""
-    st = f.status
+    st = f.status_bits
     o, r = f.orig, f.reply
     if o is None or r is None:
         return False, False, False, False
@@ -201,9 +201,9 @@ def _attribute_filter(inv: Invocation) -> Callable[[Flow], bool] | None:
     if t.timeout is not None and inv.command == Command.DELETE:
         to = t.timeout
         checks.append(lambda f: f.timeout == to)
-    if t.status is not None:
-        bits = t.status
-        checks.append(lambda f: f.status is not None and f.status & bits == bits)
+    if t.status_bits is not None:
+        bits = t.status_bits
+        checks.append(lambda f: f.status_bits is not None and f.status_bits & bits == bits)
     for which in ("tcp", "sctp", "dccp"):
         info = getattr(t, which)
         if info is not None and info.state is not None:
