@@ -223,6 +223,46 @@ MESSAGES: dict[int, tuple[str, AttrSet]] = {
 
 ROOTS = (CTA, CTA_EXPECT, CTA_STATS_CPU, CTA_STATS_GLOBAL, CTA_STATS_EXP)
 
+REQUEST_ORDER: dict[AttrSet, tuple[Attr, ...]] = {
+    CTA: tuple(CTA.by_name[n] for n in (
+        "CTA_TUPLE_ORIG", "CTA_TUPLE_REPLY", "CTA_TUPLE_MASTER", "CTA_STATUS", "CTA_TIMEOUT",
+        "CTA_MARK", "CTA_SECMARK", "CTA_PROTOINFO", "CTA_NAT_SRC", "CTA_NAT_DST",
+        "CTA_SEQ_ADJ_ORIG", "CTA_SEQ_ADJ_REPLY", "CTA_HELP", "CTA_ZONE", "CTA_LABELS",
+        "CTA_LABELS_MASK", "CTA_SYNPROXY")),
+    CTA_TUPLE: tuple(CTA_TUPLE),
+    CTA_IP: tuple(CTA_IP),
+    CTA_PROTO: tuple(CTA_PROTO.by_name[n] for n in (
+        "CTA_PROTO_NUM", "CTA_PROTO_SRC_PORT", "CTA_PROTO_DST_PORT",
+        "CTA_PROTO_ICMP_CODE", "CTA_PROTO_ICMP_TYPE", "CTA_PROTO_ICMP_ID",
+        "CTA_PROTO_ICMPV6_CODE", "CTA_PROTO_ICMPV6_TYPE", "CTA_PROTO_ICMPV6_ID")),
+    CTA_PROTOINFO: tuple(CTA_PROTOINFO),
+    CTA_PROTOINFO_TCP: tuple(CTA_PROTOINFO_TCP.by_name[n] for n in (
+        "CTA_PROTOINFO_TCP_STATE", "CTA_PROTOINFO_TCP_FLAGS_ORIGINAL",
+        "CTA_PROTOINFO_TCP_FLAGS_REPLY", "CTA_PROTOINFO_TCP_WSCALE_ORIGINAL",
+        "CTA_PROTOINFO_TCP_WSCALE_REPLY")),
+    CTA_PROTOINFO_SCTP: tuple(CTA_PROTOINFO_SCTP),
+    CTA_PROTOINFO_DCCP: tuple(CTA_PROTOINFO_DCCP.by_name[n] for n in (
+        "CTA_PROTOINFO_DCCP_STATE", "CTA_PROTOINFO_DCCP_ROLE",
+        "CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ")),
+    CTA_NAT: tuple(CTA_NAT.by_name[n] for n in (
+        "CTA_NAT_V4_MINIP", "CTA_NAT_V4_MAXIP", "CTA_NAT_V6_MINIP", "CTA_NAT_V6_MAXIP",
+        "CTA_NAT_PROTO")),
+    CTA_PROTONAT: tuple(CTA_PROTONAT),
+    CTA_SEQADJ: tuple(CTA_SEQADJ),
+    CTA_HELP: (CTA_HELP.by_name["CTA_HELP_NAME"],),
+    CTA_SYNPROXY: tuple(CTA_SYNPROXY),
+    CTA_EXPECT: tuple(CTA_EXPECT.by_name[n] for n in (
+        "CTA_EXPECT_TUPLE", "CTA_EXPECT_MASTER", "CTA_EXPECT_MASK", "CTA_EXPECT_TIMEOUT",
+        "CTA_EXPECT_ID", "CTA_EXPECT_ZONE", "CTA_EXPECT_FLAGS", "CTA_EXPECT_HELP_NAME",
+        "CTA_EXPECT_CLASS", "CTA_EXPECT_NAT", "CTA_EXPECT_FN")),
+    CTA_EXPECT_NAT: tuple(CTA_EXPECT_NAT),
+}
+"""What a request carries, per attribute set, in the order libnetfilter_conntrack
+writes it (``nfct_nlmsg_build``; expectations: ``nfexp_nlmsg_build``), which the
+reference tool sends: our requests equal its requests byte for byte. Attributes not
+listed (counters, use, id, timestamps, security context...) are never sent. Sets not
+listed here are not part of requests."""
+
 
 def render_compiled() -> str:
     from nfnl.compile import attr_tables, emit
@@ -231,4 +271,6 @@ def render_compiled() -> str:
         "ctnetlink/schema.py",
         ATTRS=attr_tables(*ROOTS),
         MESSAGES={mtype: (name, aset.name) for mtype, (name, aset) in MESSAGES.items()},
+        REQUEST_ORDER={aset.name: tuple(a.name for a in attrs)
+                       for aset, attrs in REQUEST_ORDER.items()},
     )

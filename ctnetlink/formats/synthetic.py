@@ -4,52 +4,42 @@
 handler, both families and every optional attribute the formats print;
 :func:`kernel_message` encodes a Flow the way a dump reply carries it (the request
 attributes of :mod:`ctnetlink.encode` plus the reply-only ones: counters, use, id,
-timestamps, security context, event timestamp).
+timestamps, security context, event timestamp), with the same schema-derived encoder
+and a longer attribute order (:data:`DUMP_ORDER`).
 """
 from __future__ import annotations
 
 import ipaddress
 import random
 
-from nfnl.codec import nla_nest, nla_string, nla_u32, nla_u64
 from nfnl.message import build_nfnl
 
 from ..constants import ICMP_PROTOS, IPCTNL_MSG_CT_NEW, NO_ICMP_REPLY, PORT_ATTR_PROTOS
-from ..encode import encode_flow
+from .._compiled import REQUEST_ORDER
+from ..encode import Encoder
 from ..model import Counters, DccpInfo, Flow, SctpInfo, TcpInfo, Timestamp, Tuple
 
 NLM_F_MULTI = 0x2
 PROTOS = (6, 17, 136, 1, 58, 132, 47, 33, 2, 200, 0)
 
 
+DUMP_ORDER = {
+    **REQUEST_ORDER,
+    "ctattr_type": REQUEST_ORDER["ctattr_type"] + (
+        "CTA_COUNTERS_ORIG", "CTA_COUNTERS_REPLY", "CTA_TIMESTAMP", "CTA_SECCTX", "CTA_USE",
+        "CTA_ID", "CTA_TIMESTAMP_EVENT"),
+    "ctattr_counters": ("CTA_COUNTERS_PACKETS", "CTA_COUNTERS_BYTES"),
+    "ctattr_tstamp": ("CTA_TIMESTAMP_START", "CTA_TIMESTAMP_STOP"),
+    "ctattr_secctx": ("CTA_SECCTX_NAME",),
+}
+"""What :func:`kernel_message` writes: a request's attributes, then the reply-only ones."""
+_DUMP = Encoder(DUMP_ORDER)
+
+
 def kernel_message(flow: Flow, mtype: int = IPCTNL_MSG_CT_NEW, flags: int = NLM_F_MULTI,
                    seq: int = 0) -> bytes:
     """A complete ctnetlink message carrying every set field of ``flow``."""
-    parts = [encode_flow(flow)]
-    for atype, c in ((9, flow.counters_orig), (10, flow.counters_reply)):
-        if c is not None:
-            sub = []
-            if c.packets is not None:
-                sub.append(nla_u64(1, c.packets))
-            if c.bytes is not None:
-                sub.append(nla_u64(2, c.bytes))
-            parts.append(nla_nest(atype, *sub))
-    if flow.timestamp is not None:
-        sub = []
-        if flow.timestamp.start is not None:
-            sub.append(nla_u64(1, flow.timestamp.start))
-        if flow.timestamp.stop is not None:
-            sub.append(nla_u64(2, flow.timestamp.stop))
-        parts.append(nla_nest(20, *sub))
-    if flow.secctx is not None:
-        parts.append(nla_nest(19, nla_string(1, flow.secctx)))
-    if flow.use is not None:
-        parts.append(nla_u32(11, flow.use))
-    if flow.id is not None:
-        parts.append(nla_u32(12, flow.id))
-    if flow.event_timestamp is not None:
-        parts.append(nla_u64(27, flow.event_timestamp))
-    return build_nfnl(mtype, flags, flow.family or 0, b"".join(parts), seq)
+    return build_nfnl(mtype, flags, flow.family or 0, _DUMP.flow(flow), seq)
 
 
 def _addr(rng: random.Random, v6: bool):
