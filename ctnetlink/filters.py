@@ -10,9 +10,14 @@ from __future__ import annotations
 from nfnl.codec import nla, nla_nest, nla_u16, nla_u32
 
 from . import constants as K
-from .encode import CTA_FILTER, CTA_MARK, CTA_MARK_MASK, CTA_STATUS, CTA_STATUS_MASK, CTA_ZONE, encode_tuple
+from .encode import (
+    CTA_FILTER, CTA_MARK, CTA_MARK_MASK, CTA_STATUS, CTA_STATUS_MASK, CTA_TUPLE_ORIG,
+    CTA_TUPLE_REPLY, CTA_ZONE, attr_type, encode_tuple,
+)
 from .model import Flow, Tuple, status_value
 
+_ORIG_FLAGS = attr_type("ctattr_filter", "CTA_FILTER_ORIG_FLAGS")
+_REPLY_FLAGS = attr_type("ctattr_filter", "CTA_FILTER_REPLY_FLAGS")
 _TUPLE_FLAG_FIELDS = (
     ("src", K.CTA_FILTER_F_CTA_IP_SRC),
     ("dst", K.CTA_FILTER_F_CTA_IP_DST),
@@ -109,13 +114,15 @@ class Filter:
             oflags = tuple_filter_flags(self.orig) if self.orig is not None else 0
             rflags = tuple_filter_flags(self.reply) if self.reply is not None else 0
             if self.orig is not None and oflags:
-                out.append(nla_nest(1, encode_tuple(self.orig.replace(zone=None), self.family)))
+                out.append(nla_nest(CTA_TUPLE_ORIG,
+                                    encode_tuple(self.orig.replace(zone=None), self.family)))
             if self.reply is not None and rflags:
-                out.append(nla_nest(2, encode_tuple(self.reply.replace(zone=None), self.family)))
+                out.append(nla_nest(CTA_TUPLE_REPLY,
+                                    encode_tuple(self.reply.replace(zone=None), self.family)))
             if self.zone:
                 out.append(nla_u16(CTA_ZONE, self.zone))
-            out.append(nla_nest(CTA_FILTER, nla(1, oflags.to_bytes(4, "little")),
-                                nla(2, rflags.to_bytes(4, "little"))))
+            out.append(nla_nest(CTA_FILTER, nla(_ORIG_FLAGS, oflags.to_bytes(4, "little")),
+                                nla(_REPLY_FLAGS, rflags.to_bytes(4, "little"))))
         return b"".join(out)
 
     def matches(self, flow: Flow) -> bool:
