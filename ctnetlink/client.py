@@ -208,9 +208,14 @@ class Conntrack:
         return out[0]
 
     def create(self, flow: Flow, *, exclusive: bool = True) -> None:
-        """Create an entry (``exclusive=False`` updates an existing one instead of EEXIST)."""
+        """Create an entry (``exclusive=False`` updates an existing one instead of EEXIST).
+
+        Without a reply tuple, the reply is derived from the original one as
+        ``conntrack -I`` derives it (:meth:`Tuple.reversed`): ``Flow(orig=..., timeout=...)``
+        is enough. A status is sent with CONFIRMED added, as by the reference tool (the
+        kernel refuses to change that bit)."""
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_EXCL if exclusive else 0)
-        self._request(self._flow_msg(K.IPCTNL_MSG_CT_NEW, flags, flow))
+        self._request(self._flow_msg(K.IPCTNL_MSG_CT_NEW, flags, _confirmed(_with_reply(flow))))
 
     def update(self, flow: Flow) -> None:
         """Change an existing entry (selected by its tuple; timeout, mark, status, labels…).
@@ -245,10 +250,11 @@ class Conntrack:
         return [None if r is None else wrap(r) for r in self.sock.batch(msgs)]
 
     def create_many(self, flows: Iterable[Flow], *, exclusive: bool = True) -> list[ConntrackError | None]:
-        """Create many entries with batched requests; one result per flow."""
+        """Create many entries with batched requests; one result per flow (reply tuples
+        derived as by :meth:`create`)."""
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_EXCL if exclusive else 0)
-        msgs = (build_nfnl(K.IPCTNL_MSG_CT_NEW, flags, f.family or _family_of(f), encode_flow(f))
-                for f in flows)
+        msgs = (build_nfnl(K.IPCTNL_MSG_CT_NEW, flags, f.family or _family_of(f),
+                           encode_flow(_confirmed(_with_reply(f)))) for f in flows)
         return [None if r is None else wrap(r) for r in self.sock.batch(msgs)]
 
     def flush(self, family: int = 0, *, mark: int | None = None, mark_mask: int | None = None) -> None:
@@ -446,6 +452,13 @@ def _family_of(flow: Flow) -> int:
         if t is not None and t.family is not None:
             return t.family
     return AF_INET
+
+
+def _with_reply(flow: Flow) -> Flow:
+    """``flow`` with the reply tuple derived from the original one when it has none."""
+    if flow.reply is not None or flow.orig is None:
+        return flow
+    return flow.copy(reply=flow.orig.reversed())
 
 
 def _confirmed(flow: Flow) -> Flow:

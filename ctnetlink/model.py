@@ -160,14 +160,12 @@ class _Record(tuple):
         return _tnew(cls, values)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return tuple.__eq__(self, other)
+        # not NotImplemented: tuple's own comparison would then find a plain tuple (or a
+        # record of another class) with the same values equal
+        return type(other) is type(self) and tuple.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return tuple.__ne__(self, other)
+        return type(other) is not type(self) or tuple.__ne__(self, other)
 
     __hash__ = tuple.__hash__
 
@@ -435,6 +433,7 @@ class _Container:
     __slots__: tuple[str, ...] = ()
     _fields: tuple[str, ...] = ()
     _types: dict[str, type] = {}
+    _setters: tuple[str, ...] = ()  # settable conveniences copy() also takes
 
     __hash__ = None  # type: ignore[assignment]  # mutable: no hash (use .key)
 
@@ -471,7 +470,7 @@ class _Container:
         for name in self.__slots__:
             setattr(new, name, getattr(self, name))
         for name, value in changes.items():
-            if name not in self._fields:
+            if name not in self._fields and name not in self._setters:
                 raise TypeError(f"{type(self).__name__}.copy() got an unexpected keyword argument {name!r}")
             setattr(new, name, value)
         return new
@@ -538,6 +537,7 @@ class Flow(_Container):
 
     __slots__ = tuple(n + "_bits" if n in ("status", "status_mask") else n for n in _FLOW_FIELDS)
     _fields = _FLOW_FIELDS
+    _setters = ("tcp_state", "sctp_state", "dccp_state")
     family: int | None
     orig: Tuple | None
     reply: Tuple | None
