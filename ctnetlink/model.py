@@ -466,9 +466,8 @@ class _Container:
 
     def copy(self, **changes: Any) -> Any:
         """A shallow copy with some fields replaced."""
-        new = _onew(type(self))
-        for name in self.__slots__:
-            setattr(new, name, getattr(self, name))
+        clone = _CLONES.get(type(self)) or _clone_fn(type(self))
+        new = clone(self)
         for name, value in changes.items():
             if name not in self._fields and name not in self._setters:
                 raise TypeError(f"{type(self).__name__}.copy() got an unexpected keyword argument {name!r}")
@@ -478,6 +477,18 @@ class _Container:
     def to_dict(self) -> dict[str, Any]:
         """The set fields as plain JSON-friendly values (nested records as dicts)."""
         return {k: _plain(v) for k, v in self._set_fields()}
+
+
+_CLONES: dict[type, Any] = {}
+
+
+def _clone_fn(cls: type) -> Any:
+    """A generated shallow copy for a container class (every slot assigned)."""
+    body = "".join(f"    n.{s} = o.{s}\n" for s in cls.__slots__)
+    ns: dict[str, Any] = {"_new": _onew, "_cls": cls}
+    exec(f"def clone(o):\n    n = _new(_cls)\n{body}    return n\n", ns)  # noqa: S102
+    fn = _CLONES[cls] = ns["clone"]
+    return fn
 
 
 def _short(v: Any) -> str:
@@ -704,13 +715,15 @@ class Flow(_Container):
     def merge(self, update: Flow) -> Flow:
         """This flow with a (partial) update applied: a new Flow.
 
-        ``update`` is typically the flow of an UPDATE or DESTROY event, which carries
-        only some attributes (tuples, id, status, timeout and mark always; protocol
-        info, helper, labels, sequence adjustment and synproxy when they changed;
-        counters and timestamps on DESTROY). Every field set in ``update`` replaces this
-        flow's; in the records of ``tcp``/``sctp``/``dccp``, counters, timestamp,
-        sequence adjustments and synproxy only the set fields do (a DESTROY event's TCP
-        info carries the state alone). ValueError when the keys differ."""
+        ``update`` is typically the flow of an event, which carries only some
+        attributes. NEW and UPDATE events: tuples, id, status, timeout, the protocol
+        info, helper, the mark when it is not 0 or changed, labels, sequence adjustment
+        and synproxy when they changed, the event timestamp; DESTROY events: tuples, id,
+        status, timeout, the TCP state alone, counters and start/stop timestamps (when
+        accounting and timestamps are on). None carries ``use``. Every field set in
+        ``update`` replaces this flow's; in the records of ``tcp``/``sctp``/``dccp``,
+        counters, timestamp, sequence adjustments and synproxy only the set fields do.
+        ValueError when the keys differ."""
         if update.orig is not None and self.orig is not None and update.key != self.key:
             raise ValueError("merge() of an update of another flow")
         new = self.copy()
