@@ -72,8 +72,8 @@ def test_flow_not_found(ns, ct) -> None:
 @pytest.mark.parametrize("flow,ref_args", [
     # no timeout
     (UDP.copy(timeout=None, nat_dst=None, reply=UDP.orig.reversed()), None),
-    # only one tuple
-    (UDP.copy(reply=None, nat_dst=None), None),
+    # only the reply tuple (a missing reply tuple is derived from the original one)
+    (UDP.copy(orig=None, nat_dst=None), None),
     # zones in both directions
     (UDP.copy(orig=UDP.orig.replace(zone=3), reply=UDP.orig.reversed().replace(zone=4), nat_dst=None),
      ["-s", "10.1.0.1", "-d", "10.1.0.2", "-p", "udp", "--sport", "1003", "--dport", "53",
@@ -86,7 +86,7 @@ def test_flow_not_found(ns, ct) -> None:
           timeout=50),
      ["-r", "10.1.0.2", "-q", "10.1.0.3", "-p", "icmp", "--icmp-type", "8", "--icmp-code", "0",
       "--icmp-id", "5", "-t", "50"]),
-], ids=["no-timeout", "one-tuple", "two-zones", "two-protocols", "icmp-type"])
+], ids=["no-timeout", "reply-only", "two-zones", "two-protocols", "icmp-type"])
 def test_invalid_argument(ns, ct, flow, ref_args) -> None:
     with pytest.raises(InvalidArgument) as e:
         ct.create(flow)
