@@ -43,11 +43,11 @@ _EXPORTS = {
     "decode_flow": "decode",
     "decode_expect": "decode",
     **dict.fromkeys((
-        "Flow", "FlowKey", "Tuple", "Expect", "ExpectKey", "Event", "EventType", "Counters",
+        "Flow", "FlowKey", "Tuple", "Expect", "ExpectKey", "Event", "Counters",
         "Timestamp", "NatRange", "SeqAdj", "Synproxy", "TcpInfo", "SctpInfo", "DccpInfo",
         "CpuStats"), "model"),
-    **dict.fromkeys(("Status", "TcpState", "SctpState", "DccpState", "Group", "CtMsg",
-                     "ExpMsg"), "enums"),
+    **dict.fromkeys(("EventType", "Status", "TcpState", "SctpState", "DccpState", "Group",
+                     "CtMsg", "ExpMsg"), "enums"),
     **dict.fromkeys((
         "ConntrackError", "FlowExists", "FlowNotFound", "PermissionDenied", "InvalidArgument",
         "NotSupported", "Expired", "OutOfMemory", "Busy", "NoSpace"), "errors"),
@@ -59,14 +59,16 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .aio import AsyncConntrack  # noqa: F401
     from .client import Conntrack  # noqa: F401
     from .decode import decode_expect, decode_flow  # noqa: F401
-    from .enums import CtMsg, DccpState, ExpMsg, Group, SctpState, Status, TcpState  # noqa: F401
+    from .enums import (  # noqa: F401
+        CtMsg, DccpState, EventType, ExpMsg, Group, SctpState, Status, TcpState,
+    )
     from .errors import (  # noqa: F401
         Busy, ConntrackError, Expired, FlowExists, FlowNotFound, InvalidArgument, NoSpace,
         NotSupported, OutOfMemory, PermissionDenied,
     )
     from .filters import Filter  # noqa: F401
     from .model import (  # noqa: F401
-        Counters, CpuStats, DccpInfo, Event, EventType, Expect, ExpectKey, Flow, FlowKey,
+        Counters, CpuStats, DccpInfo, Event, Expect, ExpectKey, Flow, FlowKey,
         NatRange, SctpInfo, SeqAdj, Synproxy, TcpInfo, Timestamp, Tuple,
     )
 

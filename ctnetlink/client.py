@@ -26,7 +26,7 @@ from .decode import Decoder
 from .encode import encode_expect, encode_flow, encode_tuple
 from .errors import ConntrackError, wrap
 from .filters import Filter
-from .model import AF_INET, CpuStats, Event, EventType, Expect, Flow, Tuple
+from .model import AF_INET, CpuStats, Event, Expect, Flow, Tuple
 
 from nfnl.codec import nla_nest
 
@@ -359,6 +359,8 @@ class Conntrack:
                 sock.close()
 
     def _event_decoders(self):
+        from .enums import EventType
+
         flow_dec = self._decoder.decode
         exp_dec = self._exp_decoder.decode
         hdr = struct.Struct("=IHHII")

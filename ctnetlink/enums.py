@@ -96,4 +96,9 @@ class DccpState(enum.IntEnum):
     INVALID = 9
 
 
-from .model import EventType  # noqa: E402,F401 - defined with the Event it types
+class EventType(enum.IntEnum):
+    """The kind of a multicast notification (:class:`~ctnetlink.model.Event`)."""
+
+    NEW = 1
+    UPDATE = 2
+    DESTROY = 3

@@ -23,14 +23,13 @@ enums of :mod:`ctnetlink.enums` (``Status`` is an ``IntFlag``).
 """
 from __future__ import annotations
 
-import enum
 import ipaddress
 
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
-    from .enums import DccpState, SctpState, Status, TcpState
+    from .enums import DccpState, EventType, SctpState, Status, TcpState
 
 from .constants import (
     DCCP_STATE_NAMES, ICMP_PROTOS, ICMP_REPLY_TYPES, L4_NAMES, NO_ICMP_REPLY,
@@ -139,20 +138,19 @@ def _state_enum(v: int | None, kind: str) -> Any:
 
 # --- records ----------------------------------------------------------------------------
 
+def _getters(fields: tuple[str, ...]) -> tuple:
+    """Field accessors of a record class (C-level, like ``namedtuple``'s)."""
+    return tuple(_tuplegetter(i, f"Field {i}: {name}") for i, name in enumerate(fields))
+
+
 class _Record(tuple):
     """Immutable named fields over a tuple: value equality within one class, hashing,
-    ``replace()``, a repr of the set fields. Subclasses list ``_fields`` and define
-    ``__new__`` with keyword-only arguments (conversions happen there)."""
+    ``replace()``, a repr of the set fields. Subclasses list ``_fields``, unpack
+    ``_getters(_fields)`` into the field names and define ``__new__`` with keyword-only
+    arguments (conversions happen there)."""
 
     __slots__ = ()
     _fields: tuple[str, ...] = ()
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        cls.__match_args__ = cls._fields
-        for i, name in enumerate(cls._fields):
-            if name not in cls.__dict__:  # properties of converted fields stay
-                setattr(cls, name, _tuplegetter(i, f"Field {i}: {name}"))
 
     @classmethod
     def _make(cls, values: Iterable[Any]) -> Any:
@@ -213,6 +211,8 @@ class Tuple(_Record):
     __slots__ = ()
     _fields = ("src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
                "zone")
+    src, dst, proto, sport, dport, icmp_type, icmp_code, icmp_id, zone = _getters(_fields)
+    __match_args__ = _fields
     src: IPAddress | None
     dst: IPAddress | None
     proto: int | None
@@ -266,6 +266,8 @@ class FlowKey(_Record):
 
     __slots__ = ()
     _fields = ("family", "orig", "zone")
+    family, orig, zone = _getters(_fields)
+    __match_args__ = _fields
     family: int
     orig: Tuple
     zone: int
@@ -284,6 +286,8 @@ class ExpectKey(_Record):
 
     __slots__ = ()
     _fields = ("family", "tuple", "zone")
+    family, tuple, zone = _getters(_fields)
+    __match_args__ = _fields
     family: int
     tuple: Tuple
     zone: int
@@ -301,6 +305,8 @@ class Counters(_Record):
 
     __slots__ = ()
     _fields = ("packets", "bytes")
+    packets, bytes = _getters(_fields)
+    __match_args__ = _fields
     packets: int | None
     bytes: int | None
 
@@ -313,6 +319,8 @@ class Timestamp(_Record):
 
     __slots__ = ()
     _fields = ("start", "stop")
+    start, stop = _getters(_fields)
+    __match_args__ = _fields
     start: int | None
     stop: int | None
 
@@ -325,6 +333,8 @@ class NatRange(_Record):
 
     __slots__ = ()
     _fields = ("min_ip", "max_ip", "min_port", "max_port")
+    min_ip, max_ip, min_port, max_port = _getters(_fields)
+    __match_args__ = _fields
     min_ip: IPAddress | None
     max_ip: IPAddress | None
     min_port: int | None
@@ -341,6 +351,8 @@ class SeqAdj(_Record):
 
     __slots__ = ()
     _fields = ("correction_pos", "offset_before", "offset_after")
+    correction_pos, offset_before, offset_after = _getters(_fields)
+    __match_args__ = _fields
     correction_pos: int | None
     offset_before: int | None
     offset_after: int | None
@@ -355,6 +367,8 @@ class Synproxy(_Record):
 
     __slots__ = ()
     _fields = ("isn", "its", "tsoff")
+    isn, its, tsoff = _getters(_fields)
+    __match_args__ = _fields
     isn: int | None
     its: int | None
     tsoff: int | None
@@ -370,6 +384,8 @@ class TcpInfo(_Record):
 
     __slots__ = ()
     _fields = ("state", "wscale_orig", "wscale_reply", "flags_orig", "flags_reply")
+    _state, wscale_orig, wscale_reply, flags_orig, flags_reply = _getters(_fields)
+    __match_args__ = _fields
     wscale_orig: int | None
     wscale_reply: int | None
     flags_orig: tuple[int, int] | None
@@ -392,6 +408,8 @@ class SctpInfo(_Record):
 
     __slots__ = ()
     _fields = ("state", "vtag_orig", "vtag_reply")
+    _state, vtag_orig, vtag_reply = _getters(_fields)
+    __match_args__ = _fields
     vtag_orig: int | None
     vtag_reply: int | None
 
@@ -410,6 +428,8 @@ class DccpInfo(_Record):
 
     __slots__ = ()
     _fields = ("state", "role", "handshake_seq")
+    _state, role, handshake_seq = _getters(_fields)
+    __match_args__ = _fields
     role: int | None
     handshake_seq: int | None
 
@@ -508,6 +528,8 @@ def _plain(v: Any) -> Any:
     if type(v) is _V4 or type(v) is _V6:
         return str(v)
     if _is_enum(v):  # flags as numbers, states by name
+        import enum
+
         return int(v) if isinstance(v, enum.Flag) else v.name
     if isinstance(v, bytes):
         return v.hex()
@@ -517,6 +539,8 @@ def _plain(v: Any) -> Any:
 
 
 def _is_enum(v: Any) -> bool:
+    import enum
+
     return isinstance(v, enum.Enum)
 
 
@@ -881,14 +905,6 @@ class Expect(_Container):
         return _tnew(ExpectKey, (fam, t, zone))
 
 
-class EventType(enum.IntEnum):
-    """The kind of a multicast notification."""
-
-    NEW = 1
-    UPDATE = 2
-    DESTROY = 3
-
-
 class Event(_Container):
     """A multicast notification: ``type`` and the ``flow`` (or ``expect``) it is about.
 
@@ -933,3 +949,13 @@ class CpuStats(_Container):
         self.values = values
 
 
+
+
+def __getattr__(name: str) -> Any:
+    """``EventType`` lives in :mod:`ctnetlink.enums` (built on first use: enum classes
+    cost start-up time); it is importable from here too."""
+    if name == "EventType":
+        from .enums import EventType
+
+        return EventType
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -264,6 +264,17 @@ listed (counters, use, id, timestamps, security context...) are never sent. Sets
 listed here are not part of requests."""
 
 
+def render_encoders() -> str:
+    """``ctnetlink/_encoders.py``: the request encoders generated from REQUEST_ORDER."""
+    from nfnl.compile import attr_tables
+
+    from .encodegen import render_module
+
+    return render_module(attr_tables(*ROOTS),
+                         {aset.name: tuple(a.name for a in attrs)
+                          for aset, attrs in REQUEST_ORDER.items()})
+
+
 def render_compiled() -> str:
     from nfnl.compile import attr_tables, emit
 

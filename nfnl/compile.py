@@ -6,7 +6,7 @@ and :mod:`nfnl.headers` are turned into plain literals — ``struct`` formats an
 ``{type: (name, kind, fmt, child)}`` tables — written to ``_compiled.py`` modules.
 Tests regenerate them and fail if the committed copy is stale::
 
-    python -m nfnl.compile            # rewrite nfnl/_compiled.py and ctnetlink/_compiled.py
+    python -m nfnl.compile            # rewrite nfnl/_compiled.py, ctnetlink/_compiled.py, _encoders.py
     python -m nfnl.compile --check    # exit 1 if they are out of date
 """
 from __future__ import annotations
@@ -87,6 +87,10 @@ def render_ctnetlink() -> str:
     return schema.render_compiled()
 
 
+def render_ctnetlink_encoders() -> str:
+    return importlib.import_module("ctnetlink.schema").render_encoders()
+
+
 def render_sync_wire() -> str:
     schema = importlib.import_module("conntrack_tools.conntrackd.wire.schema")
     return schema.render_compiled()
@@ -95,6 +99,7 @@ def render_sync_wire() -> str:
 TARGETS = {
     "nfnl/_compiled.py": render_nfnl,
     "ctnetlink/_compiled.py": render_ctnetlink,
+    "ctnetlink/_encoders.py": render_ctnetlink_encoders,
     "tools/conntrackd/wire/_compiled.py": render_sync_wire,
 }
 

@@ -16,7 +16,7 @@ from nfnl.message import build_nfnl
 
 from ..constants import ICMP_PROTOS, IPCTNL_MSG_CT_NEW, NO_ICMP_REPLY, PORT_ATTR_PROTOS
 from .._compiled import REQUEST_ORDER
-from ..encode import Encoder
+from ..encodegen import Encoder
 from ..model import Counters, DccpInfo, Flow, SctpInfo, TcpInfo, Timestamp, Tuple
 
 NLM_F_MULTI = 0x2
