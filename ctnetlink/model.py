@@ -916,7 +916,6 @@ class Event(_Container):
 
     __slots__ = ("type", "flow", "expect", "portid", "lost")
     _fields = __slots__
-    _types = {"flow": Flow, "expect": Expect}
     type: EventType
     flow: Flow | None
     expect: Expect | None
