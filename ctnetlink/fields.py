@@ -1,7 +1,8 @@
 """Where each attribute lands in the model: attribute path -> (object slot, field).
 
 One table for conntrack entries and one for expectations, shared by the decoder
-(:mod:`ctnetlink.decode`) and the encoder (:mod:`ctnetlink.encode`).
+(:mod:`ctnetlink.decode`), the encoder generator (:mod:`ctnetlink.encodegen`) and the
+formats (:mod:`ctnetlink.formats._engine`).
 """
 from __future__ import annotations
 

@@ -404,7 +404,10 @@ class TcpInfo(_Record):
 
 
 class SctpInfo(_Record):
-    """``CTA_PROTOINFO_SCTP``: ``state`` reads as a :class:`~ctnetlink.enums.SctpState`."""
+    """``CTA_PROTOINFO_SCTP``: ``state`` reads as a :class:`~ctnetlink.enums.SctpState`.
+
+    To create an entry with SCTP info the kernel needs the state and both tags
+    (EINVAL otherwise)."""
 
     __slots__ = ()
     _fields = ("state", "vtag_orig", "vtag_reply")

@@ -33,13 +33,15 @@ DUMP_ORDER = {
     "ctattr_secctx": ("CTA_SECCTX_NAME",),
 }
 """What :func:`kernel_message` writes: a request's attributes, then the reply-only ones."""
-_DUMP = Encoder(DUMP_ORDER)
+_DUMP: list[Encoder] = []
 
 
 def kernel_message(flow: Flow, mtype: int = IPCTNL_MSG_CT_NEW, flags: int = NLM_F_MULTI,
                    seq: int = 0) -> bytes:
     """A complete ctnetlink message carrying every set field of ``flow``."""
-    return build_nfnl(mtype, flags, flow.family or 0, _DUMP.flow(flow), seq)
+    if not _DUMP:
+        _DUMP.append(Encoder(DUMP_ORDER))
+    return build_nfnl(mtype, flags, flow.family or 0, _DUMP[0].flow(flow), seq)
 
 
 def _addr(rng: random.Random, v6: bool):
