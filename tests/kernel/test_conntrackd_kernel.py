@@ -34,7 +34,7 @@ def clean(dns: NetNS) -> NetNS:
 
 
 def udp(i: int, proto: int = 17) -> Flow:
-    o = Tuple(f"10.7.{i // 250}.{i % 250 + 1}", "10.8.0.1", proto, 1000 + i % 60000, 53)
+    o = Tuple(src=f"10.7.{i // 250}.{i % 250 + 1}", dst="10.8.0.1", proto=proto, sport=1000 + i % 60000, dport=53)
     return Flow(family=2, orig=o, reply=o.reversed(), timeout=600,
                 tcp=None, status=0x8)
 

@@ -21,7 +21,7 @@ def msg(flow: Flow, new: bool = True, mtype: int = 0x100) -> bytes:
 
 
 def tcp(src="10.0.0.1", dst="10.0.0.2", sport=1000, dport=80, **kw) -> Flow:
-    o = Tuple(src, dst, 6, sport, dport)
+    o = Tuple(src=src, dst=dst, proto=6, sport=sport, dport=dport)
     fam = 10 if ":" in src else 2
     kw.setdefault("reply", o.reversed())
     kw.setdefault("status", 0xE)
@@ -34,13 +34,13 @@ FLOWS = [
     tcp("2001:db8::1", "2001:db8::2", 5, 6, mark=3),
     tcp(mark=7, zone=5),
     # source NAT: the reply is not the mirror image
-    tcp(sport=2000, reply=Tuple("10.9.9.9", "10.0.0.100", 6, 80, 4000)),
-    Flow(family=2, orig=Tuple("10.0.0.1", "10.0.0.2", 1, icmp_type=8, icmp_code=0, icmp_id=77),
-         reply=Tuple("10.0.0.2", "10.0.0.1", 1, icmp_type=0, icmp_code=0, icmp_id=77), status=8),
-    Flow(family=2, orig=Tuple("10.0.0.1", "10.0.0.2", 47, 0x11, 0x22),
-         reply=Tuple("10.0.0.2", "10.0.0.1", 47, 0x22, 0x11), status=8),
-    Flow(family=2, orig=Tuple("10.0.0.1", "10.0.0.2", 17, 53, 53, zone=4),
-         reply=Tuple("10.0.0.2", "10.0.0.1", 17, 53, 53), status=8),
+    tcp(sport=2000, reply=Tuple(src="10.9.9.9", dst="10.0.0.100", proto=6, sport=80, dport=4000)),
+    Flow(family=2, orig=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=1, icmp_type=8, icmp_code=0, icmp_id=77),
+         reply=Tuple(src="10.0.0.2", dst="10.0.0.1", proto=1, icmp_type=0, icmp_code=0, icmp_id=77), status=8),
+    Flow(family=2, orig=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=47, sport=0x11, dport=0x22),
+         reply=Tuple(src="10.0.0.2", dst="10.0.0.1", proto=47, sport=0x22, dport=0x11), status=8),
+    Flow(family=2, orig=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=17, sport=53, dport=53, zone=4),
+         reply=Tuple(src="10.0.0.2", dst="10.0.0.1", proto=17, sport=53, dport=53), status=8),
 ]
 
 
@@ -98,7 +98,7 @@ def test_add_update_delete_counters() -> None:
 
 def test_counters_and_use_are_never_stored() -> None:
     c = Cache("stats", drop=(E.CTA_TIMEOUT,) + DROP_ALWAYS)
-    c.add(p_of(tcp(timeout=30, use=1, counters_orig=Counters(1, 2)), drop=()))
+    c.add(p_of(tcp(timeout=30, use=1, counters_orig=Counters(packets=1, bytes=2)), drop=()))
     f = c.flow(p_of(tcp()).key)
     assert f.timeout is None and f.use is None and f.counters_orig is None
 
@@ -143,9 +143,9 @@ def test_nat_update_switches_reply_storage() -> None:
 
 
 def test_expect_cache() -> None:
-    exp = Expect(family=2, master=Tuple("10.0.0.1", "10.0.0.2", 6, 4000, 21),
-                 tuple=Tuple("10.0.0.1", "10.0.0.2", 6, 0, 10000),
-                 mask=Tuple("255.255.255.255", "255.255.255.255", 6, 0, 65535), helper="ftp",
+    exp = Expect(family=2, master=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=4000, dport=21),
+                 tuple=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=0, dport=10000),
+                 mask=Tuple(src="255.255.255.255", dst="255.255.255.255", proto=6, sport=0, dport=65535), helper="ftp",
                  timeout=300)
     m = build_nfnl(0x200, 0x400, 2, encode_expect(exp), 1)
     c = ExpectCache("internal")

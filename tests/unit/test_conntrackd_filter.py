@@ -23,8 +23,8 @@ V6 = ["2001:db8::1", "2001:db8::2", "2001:db8:1::5"]
 
 def flow(src: str, dst: str, proto: int = 17, state: int | None = None,
          reply_src: str | None = None) -> Flow:
-    o = Tuple(src, dst, proto, 1, 2)
-    r = Tuple(reply_src or dst, src, proto, 2, 1)
+    o = Tuple(src=src, dst=dst, proto=proto, sport=1, dport=2)
+    r = Tuple(src=reply_src or dst, dst=src, proto=proto, sport=2, dport=1)
     return Flow(family=10 if ":" in src else 2, orig=o, reply=r,
                 tcp=TcpInfo(state=state) if state is not None else None)
 
@@ -81,9 +81,9 @@ def test_protocols_and_states() -> None:
 
 def test_bpf_passes_other_messages() -> None:
     prog = bpf_program(FilterSpec(protocols=(True, [6])))
-    exp = Expect(family=2, master=Tuple("10.0.0.1", "10.0.0.2", 17, 1, 2),
-                 tuple=Tuple("10.0.0.1", "10.0.0.2", 17, 0, 3),
-                 mask=Tuple("255.255.255.255", "255.255.255.255", 17, 0, 65535))
+    exp = Expect(family=2, master=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=17, sport=1, dport=2),
+                 tuple=Tuple(src="10.0.0.1", dst="10.0.0.2", proto=17, sport=0, dport=3),
+                 mask=Tuple(src="255.255.255.255", dst="255.255.255.255", proto=17, sport=0, dport=65535))
     assert bpf.run(prog, build_nfnl(0x200, 0x400, 2, encode_expect(exp), 1)) != 0
     assert bpf.run(prog, message(flow("10.1.0.1", "10.9.0.1", 17))) == 0
     assert bpf.run(prog, message(flow("10.1.0.1", "10.9.0.1", 6, 3))) != 0

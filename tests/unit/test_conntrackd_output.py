@@ -28,7 +28,7 @@ from nfnl.message import build_nfnl
 
 
 def event_msg(sport: int, new: bool = True, mtype: int = 0x100, **kw) -> bytes:
-    o = Tuple("10.0.0.1", "10.0.0.2", 6, sport, 80)
+    o = Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=sport, dport=80)
     f = Flow(family=2, orig=o, reply=o.reversed(), status=0xE, tcp=TcpInfo(state=3), **kw)
     return build_nfnl(mtype, 0x400 if new else 0, 2, encode_flow(f), 1)
 
