@@ -21,7 +21,7 @@ from nfnl.errors import NetlinkDecodeError
 
 from . import _compiled as C
 from .fields import field_of
-from .model import Expect, Flow, Tuple
+from .model import Expect, Flow, Tuple, maker  # noqa: F401 - maker: for generated decoders
 
 _HDR = struct.Struct("=HH")
 _HDR_BE = struct.Struct(">I")

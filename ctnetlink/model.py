@@ -196,7 +196,7 @@ class _Record(tuple):
         return type(self)(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The set fields as plain JSON-friendly values."""
+        """The set fields as plain JSON-friendly values (states as numbers)."""
         return {k: _plain(getattr(self, k)) for k, v in zip(self._fields, self) if v is not None}
 
 
@@ -498,8 +498,34 @@ class _Container:
         return new
 
     def to_dict(self) -> dict[str, Any]:
-        """The set fields as plain JSON-friendly values (nested records as dicts)."""
+        """The set fields as plain JSON-friendly values (nested records as dicts, status
+        and states as numbers)."""
         return {k: _plain(v) for k, v in self._set_fields()}
+
+
+_MAKERS: dict[type, Any] = {}
+
+
+def maker(cls: type) -> Any:
+    """A fast positional constructor of ``cls``: every field in ``_fields`` order (a
+    slotted class without ``_fields``: every slot), stored as given without conversion
+    or validation. For generated decoders; records become tuples, containers get each
+    storage slot assigned."""
+    fn = _MAKERS.get(cls)
+    if fn is not None:
+        return fn
+    slots = tuple(getattr(cls, "__slots__", ()))
+    names = tuple(getattr(cls, "_fields", slots))
+    args = ", ".join(names)
+    if issubclass(cls, tuple):
+        src = f"def make({args}):\n    return _tn(_cls, ({args}{',' if names else ''}))\n"
+    else:
+        body = "".join(f"    o.{s} = {n}\n" for n, s in zip(names, slots))
+        src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
+    ns: dict[str, Any] = {"_tn": _tnew, "_new": _onew, "_cls": cls}
+    exec(src, ns)  # noqa: S102 - generated from the field names only
+    fn = _MAKERS[cls] = ns["make"]
+    return fn
 
 
 _CLONES: dict[type, Any] = {}
@@ -530,10 +556,8 @@ def _plain(v: Any) -> Any:
         return v.to_dict()
     if type(v) is _V4 or type(v) is _V6:
         return str(v)
-    if _is_enum(v):  # flags as numbers, states by name
-        import enum
-
-        return int(v) if isinstance(v, enum.Flag) else v.name
+    if _is_enum(v):  # status and states as the numbers the kernel uses
+        return int(v)
     if isinstance(v, bytes):
         return v.hex()
     if isinstance(v, (list, tuple)):

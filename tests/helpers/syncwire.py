@@ -106,12 +106,10 @@ def flows(draw) -> Flow:
     reply = reply_tuple(orig)
     status = draw(u32) & ~(K.IPS_SRC_NAT_DONE | K.IPS_DST_NAT_DONE)
     if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
-        reply.dst = draw(addr)
-        reply.dport = draw(u16)
+        reply = reply.replace(dst=draw(addr), dport=draw(u16))
         status |= K.IPS_SRC_NAT_DONE
     if orig.proto not in (1, 58, 47, 136) and draw(st.booleans()):
-        reply.src = draw(addr)
-        reply.sport = draw(u16)
+        reply = reply.replace(src=draw(addr), sport=draw(u16))
         status |= K.IPS_DST_NAT_DONE
     if draw(st.booleans()):
         kw["master"] = Tuple(src=draw(addr), dst=draw(addr), proto=6, sport=draw(u16),

@@ -182,7 +182,7 @@ def _c_sctp_quirk(flow, window_tracking: bool):
     verification tag."""
     if flow.sctp is None or window_tracking:
         return flow
-    return flow.copy(sctp=flow.sctp.copy(vtag_orig=(flow.sctp.vtag_orig & ~0xFF) | 0x08))
+    return flow.copy(sctp=flow.sctp.replace(vtag_orig=(flow.sctp.vtag_orig & ~0xFF) | 0x08))
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -209,7 +209,7 @@ def test_our_commit_requests_equal_the_c_daemons(name: str) -> None:
 
 def _zero_keys(t):
     """GRE entries travel without keys; the kernel holds them as 0."""
-    return t.copy(sport=t.sport or 0, dport=t.dport or 0) if t.proto == 47 else t
+    return t.replace(sport=t.sport or 0, dport=t.dport or 0) if t.proto == 47 else t
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -225,8 +225,8 @@ def test_the_committed_kernel_entries_are_the_decoded_flows(name: str) -> None:
         if m is None:
             continue  # an entry of the backup's own (none are tracked there)
         f = m.payload
-        assert kflow.orig.copy(zone=None) == _zero_keys(f.orig)
-        assert kflow.reply.copy(zone=None) == _zero_keys(f.reply)
+        assert kflow.orig.replace(zone=None) == _zero_keys(f.orig)
+        assert kflow.reply.replace(zone=None) == _zero_keys(f.reply)
         nat = f.reply != reply_tuple(f.orig)
         ignore = 0x01 | (0 if nat else 0x180)  # EXPECTED; NAT_DONE bits need a NAT table
         assert kflow.status & ~ignore == f.status & ~ignore

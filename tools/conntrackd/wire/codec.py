@@ -352,13 +352,14 @@ def attr_list(body: bytes, expect: bool = False) -> list[tuple[str, object]]:
 # --- values -> Flow / Expect --------------------------------------------------------------------
 
 def _constructor(cls: type):
-    """A keyword constructor assigning every slot without validation (fields default None)."""
+    """A keyword constructor setting every field without conversion or validation
+    (fields default None)."""
     mk = maker(cls)
-    slots = cls.__slots__
-    params = ", ".join(f"{s}=None" for s in slots)
-    src = f"def make(*, {params}):\n    return _mk({', '.join(slots)})\n"
+    fields = cls._fields
+    params = ", ".join(f"{s}=None" for s in fields)
+    src = f"def make(*, {params}):\n    return _mk({', '.join(fields)})\n"
     ns = {"_mk": mk}
-    exec(src, ns)  # noqa: S102 - generated from __slots__ only
+    exec(src, ns)  # noqa: S102 - generated from the model's field names only
     return ns["make"]
 
 
@@ -414,20 +415,23 @@ def flow_from_attrs(v: list) -> Flow:
     orig = _mk_tuple(src=src, dst=dst, proto=proto, sport=sport, dport=dport, icmp_type=itype,
                      icmp_code=icode, icmp_id=iid)
     reply = reply_tuple(orig)
+    nat: dict = {}
     nat4 = v[12], v[13]
     if nat4[0] is not None:
-        reply.dst = _ip(nat4[0][0])
+        nat["dst"] = _ip(nat4[0][0])
     if nat4[1] is not None:
-        reply.src = _ip(nat4[1][0])
+        nat["src"] = _ip(nat4[1][0])
     if v[29] is not None:
-        reply.dst = _ip(v[29][0])
+        nat["dst"] = _ip(v[29][0])
     if v[30] is not None:
-        reply.src = _ip(v[30][0])
+        nat["src"] = _ip(v[30][0])
     if proto != 1 and proto != 58:  # ICMP "port translation" is meaningless (always 0)
         if v[14] is not None:
-            reply.dport = v[14][0]
+            nat["dport"] = v[14][0]
         if v[15] is not None:
-            reply.sport = v[15][0]
+            nat["sport"] = v[15][0]
+    if nat:
+        reply = reply.replace(**nat)
     tcp = sctp = dccp = None
     if v[4] is not None or v[25] is not None or v[26] is not None:
         tcp = _mk_tcp(state=_one(v[4]), wscale_orig=_one(v[25]), wscale_reply=_one(v[26]))
@@ -547,7 +551,7 @@ def nat_attributes(flow: Flow) -> tuple[bool, bool, bool, bool]:
     o, r = flow.orig, flow.reply
     if o is None or r is None:
         return False, False, False, False
-    st = flow.status
+    st = flow.status_bits
     s_ok = st is None or bool(st & K.IPS_SRC_NAT_DONE)
     d_ok = st is None or bool(st & K.IPS_DST_NAT_DONE)
     o_src, o_dst = l4_values(o)
@@ -583,7 +587,7 @@ def encode_flow_reference(flow: Flow, *, commit_timeout: bool = False,
     if o.src is not None:
         ap(_P_IPV4(o.src.packed, o.dst.packed) if o.src.version == 4
            else _P_IPV6(o.src.packed, o.dst.packed))
-    status = flow.status
+    status = flow.status_bits
     ap(_P_STATUS(status or 0))
     proto = o.proto or 0
     ap(_P_L4PROTO(proto))

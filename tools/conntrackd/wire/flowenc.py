@@ -114,7 +114,7 @@ def _source(version: int, group: str, window_tracking: bool, commit_timeout: boo
         const.append(("NTA_PORT", ("o.sport or 0", "o.dport or 0")))
     fmt, args = _const(const)
     src = ["def enc(f, vt, flags, seq):\n",
-           "    o = f.orig\n    st = f.status\n",
+           "    o = f.orig\n    st = f.status_bits\n",
            f"    fmt = {fmt!r}\n    a = [{args}]\n"]
     if group == "tcp":
         src.append("    p = f.tcp\n    if p is not None and p.state is not None:\n")
@@ -334,7 +334,7 @@ def _dispatch_source(version: int, group: str, wt: bool, ct: bool) -> str:
     src = ["def enc(f, vt, flags, seq):\n",
            "    if f.master is not None or f.seq_adj_orig is not None:\n"
            "        return _general(f, vt, flags, seq)\n",
-           "    o = f.orig; st = f.status; r = f.reply; bits = 0; rd = rs = 0; h = lb = None\n"]
+           "    o = f.orig; st = f.status_bits; r = f.reply; bits = 0; rd = rs = 0; h = lb = None\n"]
     if group in ("tcp", "sctp", "dccp"):
         src.append(f"    p = f.{group}\n    if p is not None and p.state is not None:\n"
                    "        bits = 1\n")

@@ -71,8 +71,8 @@ def _request_tuple(t: Tuple) -> Tuple:
     """libnetfilter_conntrack always sends ports (GRE keys) for the protocols that have
     them, zero when the message carried none."""
     if t.proto in LIBNFCT_PORT_PROTOS and (t.sport is None or t.dport is None):
-        return t.copy(sport=t.sport or 0, dport=t.dport or 0, zone=None)
-    return t.copy(zone=None) if t.zone is not None else t
+        return t.replace(sport=t.sport or 0, dport=t.dport or 0, zone=None)
+    return t.replace(zone=None) if t.zone is not None else t
 
 
 def commit_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool = False) -> Flow:
@@ -84,7 +84,7 @@ def commit_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool
     byte (host order) of an SCTP flow's original verification tag (see
     ``tests/unit/test_sync_wire_fixtures.py``)."""
     nat_src, nat_dst = _nat(flow)
-    status = flow.status
+    status = flow.status_bits
     if status is not None:
         status &= ~K.IPS_EXPECTED
     orig = _request_tuple(flow.orig)
@@ -102,7 +102,7 @@ def update_flow(flow: Flow, *, timeout: int | None = None, window_tracking: bool
     status bits, helper and master removed (the kernel refuses to change them)."""
     f = commit_flow(flow, timeout=timeout, window_tracking=window_tracking)
     return f.copy(nat_src=None, nat_dst=None, helper=None, master=None,
-                  status=None if flow.status is None else flow.status & ~K.IPS_NAT_MASK)
+                  status=None if flow.status_bits is None else flow.status_bits & ~K.IPS_NAT_MASK)
 
 
 def commit_expect(exp: Expect, *, timeout: int | None = None) -> Expect:

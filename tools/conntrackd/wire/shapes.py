@@ -248,11 +248,16 @@ def slots_builder(slots: dict, final: Callable[[list], Any] | None = None, size:
 
 
 def _new_record(L: list[str], var: str, cls: type, fields: dict[str, str], indent: str = "    ") -> None:
-    """Lines creating ``var`` as an instance of the slotted ``cls`` with every slot set
-    (inline: no constructor call)."""
+    """Lines creating ``var`` as an instance of the model class ``cls`` with every field
+    set (inline: no constructor call): a record (an immutable tuple) from its fields in
+    order, a container by assigning each storage slot."""
+    if issubclass(cls, tuple):
+        args = ", ".join(fields.get(name, "None") for name in cls._fields)
+        L.append(f"{indent}{var} = _tn(_{cls.__name__}, ({args},))")
+        return
     L.append(f"{indent}{var} = _new(_{cls.__name__})")
-    for name in cls.__slots__:
-        L.append(f"{indent}{var}.{name} = {fields.get(name, 'None')}")
+    for name, slot in zip(cls._fields, cls.__slots__):
+        L.append(f"{indent}{var}.{slot} = {fields.get(name, 'None')}")
 
 
 def flow_builder(slots: dict):
@@ -331,7 +336,7 @@ def flow_builder(slots: dict):
     _new_record(L, "f", Flow, fields)
     L.append("    return f")
     ns = {"_ip": _ip, "_ipc": _ip_cache.get, "_str": _str, "_labels": _labels,
-          "_I4": ICMP_REPLY, "_I6": ICMPV6_REPLY, "_new": object.__new__}
+          "_I4": ICMP_REPLY, "_I6": ICMPV6_REPLY, "_new": object.__new__, "_tn": tuple.__new__}
     for cls in (Tuple, Flow, TcpInfo, SctpInfo, DccpInfo, SeqAdj, Synproxy):
         ns["_" + cls.__name__] = cls
     return _compile(L, ns)
