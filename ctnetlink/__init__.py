@@ -42,8 +42,10 @@ _EXPORTS = {
     "Filter": "filters",
     "decode_flow": "decode",
     "decode_expect": "decode",
+    "FlowKey": "tracking",
+    "ExpectKey": "tracking",
     **dict.fromkeys((
-        "Flow", "FlowKey", "Tuple", "Expect", "ExpectKey", "Event", "Counters",
+        "Flow", "Tuple", "Expect", "Event", "Counters",
         "Timestamp", "NatRange", "SeqAdj", "Synproxy", "TcpInfo", "SctpInfo", "DccpInfo",
         "CpuStats"), "model"),
     **dict.fromkeys(("EventType", "Status", "TcpState", "SctpState", "DccpState", "Group",
@@ -68,9 +70,10 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     )
     from .filters import Filter  # noqa: F401
     from .model import (  # noqa: F401
-        Counters, CpuStats, DccpInfo, Event, Expect, ExpectKey, Flow, FlowKey,
-        NatRange, SctpInfo, SeqAdj, Synproxy, TcpInfo, Timestamp, Tuple,
+        Counters, CpuStats, DccpInfo, Event, Expect, Flow, NatRange, SctpInfo, SeqAdj,
+        Synproxy, TcpInfo, Timestamp, Tuple,
     )
+    from .tracking import ExpectKey, FlowKey  # noqa: F401
 
 
 def __getattr__(name: str):

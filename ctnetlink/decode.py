@@ -41,7 +41,7 @@ def _ip_slow(b: bytes):
 
 def _ip_fast(b: bytes):
     # ipaddress objects are an int in a slot: build them without the validating
-    # constructor (4 per entry on the hot path); checked against it at import
+    # constructor (4 per entry on the hot path); checked against it on first use
     if len(b) == 4:
         a = _new(_V4)
     else:
@@ -51,12 +51,21 @@ def _ip_fast(b: bytes):
     return a
 
 
-try:
-    _make_ip = _ip_fast if (_ip_fast(b"\x01\x02\x03\x04") == _V4("1.2.3.4")
-                           and str(_ip_fast(bytes(range(16)))) == str(_V6(bytes(range(16))))
-                           and hash(_ip_fast(b"\x01\x02\x03\x04")) == hash(_V4("1.2.3.4"))) else _ip_slow
-except Exception:  # pragma: no cover - a future ipaddress layout
-    _make_ip = _ip_slow
+def _ip_first(b: bytes):
+    """The first address: choose the fast constructor if it builds what the validating
+    one builds (not at import: the command line tools start faster)."""
+    global _make_ip
+    try:
+        ok = (_ip_fast(b"\x01\x02\x03\x04") == _V4("1.2.3.4")
+              and str(_ip_fast(bytes(range(16)))) == str(_V6(bytes(range(16))))
+              and hash(_ip_fast(b"\x01\x02\x03\x04")) == hash(_V4("1.2.3.4")))
+    except Exception:  # pragma: no cover - a future ipaddress layout
+        ok = False
+    _make_ip = _ip_fast if ok else _ip_slow
+    return _make_ip(b)
+
+
+_make_ip = _ip_first
 
 
 def _ip(b: bytes):

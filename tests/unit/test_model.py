@@ -29,9 +29,10 @@ from ctnetlink.encodegen import Encoder
 from ctnetlink.enums import DccpState, EventType, SctpState, Status, TcpState
 from ctnetlink.formats.synthetic import kernel_message, random_flow
 from ctnetlink.model import (
-    Counters, DccpInfo, Event, Expect, ExpectKey, Flow, FlowKey, NatRange, SctpInfo, SeqAdj,
-    Synproxy, TcpInfo, Timestamp, Tuple,
+    Counters, DccpInfo, Event, Expect, Flow, NatRange, SctpInfo, SeqAdj, Synproxy, TcpInfo,
+    Timestamp, Tuple,
 )
+from ctnetlink.tracking import ExpectKey, FlowKey
 from nfnl.message import build_nfnl
 
 T4 = Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=1000, dport=80)
@@ -332,13 +333,16 @@ def test_ctnetlink_exports_the_documented_entry_points() -> None:
             "EventType", "Filter", "Status", "TcpState", "ConntrackError",
             "FlowNotFound"} <= set(ctnetlink.__all__)
     assert ctnetlink.Flow is Flow and ctnetlink.EventType is EventType
+    from ctnetlink.model import EventType as E2, FlowKey as K2  # still importable from the model
+    assert E2 is EventType and K2 is FlowKey is ctnetlink.FlowKey
     assert {"NetlinkSocket", "NetlinkError", "build_nfnl", "nla_u32"} <= set(nfnl.__all__)
 
 
 def test_package_imports_are_lazy() -> None:
     code = ("import sys, ctnetlink, nfnl\n"
             "heavy = [m for m in ('ctnetlink.client', 'ctnetlink.aio', 'ctnetlink.model', "
-            "'ctnetlink.enums', 'nfnl.socket', 'asyncio', 'construct') if m in sys.modules]\n"
+            "'ctnetlink.enums', 'ctnetlink.tracking', 'nfnl.socket', 'asyncio', 'construct') "
+            "if m in sys.modules]\n"
             "print(heavy)\n"
             "ctnetlink.Flow\n"
             "print('ctnetlink.model' in sys.modules, 'ctnetlink.client' in sys.modules)\n")
