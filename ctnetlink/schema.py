@@ -2,15 +2,17 @@
 
 One :class:`~nfnl.attrs.AttrSet` per kernel ``enum ctattr_*``, named after it, with the
 kernel's constant names; payloads use the declarations of :mod:`nfnl.attrs`. Message
-bodies are mapped to their top-level set in :data:`MESSAGES`. ``nfnl.compile`` derives
-``ctnetlink/_compiled.py`` (the tables the runtime uses) from this module.
+bodies are mapped to their top-level set in :data:`MESSAGES`. :func:`compiled_tables`
+derives the tables the runtime uses; ``python -m nfnl.compile`` (which finds this module
+through the ``nfnl.compile`` entry point) writes them to ``ctnetlink/_compiled.py``.
 """
 from __future__ import annotations
 
 import construct as cs
 
 from nfnl.attrs import (
-    IPv4, IPv6, U8, U16, U32, U64, Attr, AttrSet, Binary, String, U32Host,
+    IPv4, IPv6, U8, U16, U32, U64, Attr, AttrSet, Binary, String, U32Host, attr_tables, set_names,
+    struct_fields,
 )
 
 from .constants import (
@@ -224,11 +226,13 @@ MESSAGES: dict[int, tuple[str, AttrSet]] = {
 ROOTS = (CTA, CTA_EXPECT, CTA_STATS_CPU, CTA_STATS_GLOBAL, CTA_STATS_EXP)
 
 
-def render_compiled() -> str:
-    from nfnl.compile import attr_tables, emit
-
-    return emit(
-        "ctnetlink/schema.py",
-        ATTRS=attr_tables(*ROOTS),
-        MESSAGES={mtype: (name, aset.name) for mtype, (name, aset) in MESSAGES.items()},
-    )
+def compiled_tables() -> dict[str, object]:
+    """What ``python -m nfnl.compile`` writes to ``ctnetlink/_compiled.py``: the attribute
+    tables, the message bodies, the field names of struct leaves and the short names of
+    the body sets (``ctattr_type`` -> ``CTA``)."""
+    return {
+        "ATTRS": attr_tables(*ROOTS),
+        "MESSAGES": {mtype: (name, aset.name) for mtype, (name, aset) in MESSAGES.items()},
+        "STRUCTS": struct_fields(*ROOTS),
+        "BODY_NAMES": set_names(globals(), ROOTS),
+    }

@@ -90,9 +90,9 @@ def close_env_tap() -> None:
 
 def _open(protocol: int):
     """A raw netlink socket, or a replayed one when ``NFNL_REPLAY=FILE.pcap`` is set
-    (see :mod:`nfnl.replay`: the program then runs on a recorded conversation)."""
+    (see :mod:`nfnl.fakekernel`: the program then runs on a recorded conversation)."""
     if os.environ.get("NFNL_REPLAY"):
-        from .replay import env_replay
+        from .fakekernel import env_replay
 
         return env_replay().raw_socket(protocol)
     return _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, protocol)
