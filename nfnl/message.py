@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping
 
 from . import _compiled as C
-from . import registry
 from .codec import AttrList, decode_attrs
 from .constants import (
     NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE, NLMSG_NOOP,
@@ -203,6 +202,8 @@ def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
     if ln < NFNL_HDRLEN:
         raise NetlinkDecodeError("truncated nfgenmsg", off)
     family, version, res_id = NFGENMSG.unpack_from(buf, off + NLMSG_HDRLEN)
+    from . import registry  # tooling only: the command path never decodes generically
+
     spec = registry.message(mtype)
     if spec is None:
         name, table, set_name = None, {}, None
@@ -220,6 +221,8 @@ def encode_message(msg: Message) -> bytes:
     """Re-encode a decoded message (inverse of :func:`decode_message`)."""
     if msg.attrs is None or msg.family is None:
         return msg.raw
+    from . import registry
+
     spec = registry.message(msg.type)
     if spec is None:
         return msg.encode({}, None)
