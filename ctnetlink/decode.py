@@ -8,6 +8,9 @@ every later message of that shape is decoded by a single ``unpack_from``, a chec
 all attribute headers are the expected ones, and the builder. The per-attribute
 formats come from the construct declarations in :mod:`ctnetlink.schema` (through
 ``_compiled``). Malformed input raises :class:`~nfnl.errors.NetlinkDecodeError`.
+Generated code stays readable: every generated function carries its text in
+``source``, and :meth:`Shape.source` prints a shape as a Python module
+(``python -m ctnetlink.inspect FILE.pcap`` does so for the messages of a recording).
 """
 from __future__ import annotations
 
@@ -88,7 +91,8 @@ def _record_maker(cls: type) -> Callable[..., Any]:
     body = "".join(f"    o.{s} = {s}\n" for s in slots)
     src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    exec(src, ns)  # noqa: S102 - generated from __slots__ only
+    exec(compile(src, f"<make {cls.__name__}>", "exec"), ns)  # noqa: S102 - from __slots__ only
+    ns["make"].source = src
     return ns["make"]
 
 
@@ -108,6 +112,50 @@ class Shape:
     def matches(self, buf, off: int) -> bool:
         """Whether the message at ``off`` (header included) has this layout."""
         return _from_bytes(buf[off + 20:off + 20 + self.size], "little") & self.mask == self.expected
+
+    def source(self) -> str:
+        """This shape as Python source: the attribute tree (a comment), the body's struct
+        format, the header check and the generated builder. It compiles; executed in
+        ``self.build.__globals__`` it defines ``STRUCT``, ``MASK``, ``EXPECTED`` and a
+        ``build(v, family)`` equal to :attr:`build`."""
+        lines = [f"# ctnetlink.decode shape: {self.size}-byte message bodies holding "
+                 "(offsets in the body)"]
+
+        def tree(nodes: list, depth: int) -> None:
+            for name, start, end, children in nodes:
+                label = name if isinstance(name, str) else f"type {name} (unknown, kept raw)"
+                lines.append(f"#   {'  ' * depth}{label} [{start}:{end}]")
+                if children:
+                    tree(children, depth + 1)
+
+        tree(self.tree, 0)
+        makers = sorted(k for k in self.build.__globals__ if k.startswith("_mk_"))
+        if makers:
+            lines.append("# records are built positionally, in slot order:")
+        for name in makers:
+            cls = self.build.__globals__[name].__globals__["_cls"]
+            lines.append(f"#   {name} = {cls.__module__}.{cls.__name__}"
+                         f"({', '.join(cls.__slots__)})")
+        lines += [
+            "# a body has this shape when int.from_bytes(body, 'little') & MASK == EXPECTED",
+            "# (all its attribute headers are these); it decodes as",
+            "# build(STRUCT.unpack(body), nfgen_family)",
+            "import struct",
+            "",
+            f"STRUCT = struct.Struct({self.struct.format!r})",
+            f"MASK = {self.mask:#x}",
+            f"EXPECTED = {self.expected:#x}",
+            "",
+            "",
+            self.build.source.rstrip("\n"),
+        ]
+        helpers = sorted(n for n in set(self.build.__code__.co_names)
+                         if n in self.build.__globals__ and not n.startswith("_mk_"))
+        if helpers:
+            lines += ["", "# helpers: " + ", ".join(
+                f"{n} = {getattr(self.build.__globals__[n], '__qualname__', n)}"
+                for n in helpers)]
+        return "\n".join(lines) + "\n"
 
     __slots__ = ("struct", "mask", "expected", "build", "size", "leaves", "tree", "cache")
 
@@ -288,7 +336,9 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     ns["_mk_root"] = maker(root_cls)
     args = ", ".join(top.get(s, "None") for s in root_cls.__slots__)
     lines.append(f"    return _mk_root({args})")
-    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the schema tables
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, f"<{root_cls.__name__} builder>", "exec"), ns)  # noqa: S102 - from the schema
+    ns["build"].source = src
     return ns["build"]
 
 
