@@ -97,8 +97,9 @@ def graph(root: Path = ROOT, packages: dict[str, str] = PACKAGES) -> dict[str, l
     return {m: imports_of(m, mods, aliases) for m in mods}
 
 
-def cycles(g: dict[str, list[Edge]]) -> list[list[Edge]]:
-    """One cycle (as the chain of imports) per strongly connected component."""
+def cycles(g: dict[str, list[Edge]]) -> list[tuple[list[str], list[tuple]]]:
+    """Per strongly connected component: its modules and one cycle through the first of
+    them, as the chain of imports (importer, imported, file, line)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -130,19 +131,20 @@ def cycles(g: dict[str, list[Edge]]) -> list[list[Edge]]:
         if v not in index:
             connect(v)
     out = []
-    for comp in comps:  # walk inside the component back to where we started
+    for comp in comps:  # the shortest way round from the component's first module
         start = min(comp)
-        chain: list[Edge] = []
-        seen = {start: 0}
-        v = start
-        while True:
-            w = next(e for e in g[v] if e[0] in comp and (e[0] == start or e[0] not in seen))
-            chain.append((v, *w))  # type: ignore[arg-type]
-            if w[0] == start:
-                break
-            seen[w[0]] = len(chain)
-            v = w[0]
-        out.append(chain)
+        came: dict[str, tuple] = {}
+        queue = [start]
+        while queue and start not in came:
+            v = queue.pop(0)
+            for w, file, line in g[v]:
+                if w in comp and w not in came:
+                    came[w] = (v, w, file, line)
+                    queue.append(w)
+        chain = [came[start]]
+        while chain[0][0] != start:
+            chain.insert(0, came[chain[0][0]])
+        out.append((sorted(comp), chain))
     return out
 
 
@@ -156,8 +158,12 @@ def layer_violations(g: dict[str, list[Edge]]) -> list[str]:
     return out
 
 
-def describe_cycle(chain: list) -> str:
-    return "\n".join(f"  {src} -> {dst}   ({file}:{line})" for src, dst, file, line in chain)
+def describe_cycle(cycle: tuple[list[str], list[tuple]]) -> str:
+    members, chain = cycle
+    lines = [f"  {src} -> {dst}   ({file}:{line})" for src, dst, file, line in chain]
+    if len(members) > len(chain):
+        lines.append(f"  (the cycle's component: {', '.join(members)})")
+    return "\n".join(lines)
 
 
 def test_lower_layers_do_not_import_higher_ones() -> None:
@@ -193,7 +199,8 @@ def test_the_graph_sees_what_it_must(tmp_path: Path) -> None:
     assert g["low.d"] == []
     found = cycles(g)
     assert len(found) == 1
-    assert sorted(src for src, *_ in found[0]) == ["low.a", "low.b", "low.c"]
+    assert found[0][0] == ["low.a", "low.b", "low.c"]
+    assert [src for src, *_ in found[0][1]] == ["low.a", "low.b", "low.c"]
     assert "low/b.py:2" in describe_cycle(found[0])
     saved = dict(FORBIDDEN)
     FORBIDDEN.clear()
