@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"nfnl": "nfnl", "ctnetlink": "ctnetlink", "tools": "conntrack_tools"}
 """Source directory -> import name."""
@@ -166,13 +168,18 @@ def describe_cycle(cycle: tuple[list[str], list[tuple]]) -> str:
     return "\n".join(lines)
 
 
-def test_lower_layers_do_not_import_higher_ones() -> None:
-    bad = layer_violations(graph())
+@pytest.fixture(scope="module")
+def project() -> dict[str, list[Edge]]:
+    return graph()
+
+
+def test_lower_layers_do_not_import_higher_ones(project) -> None:
+    bad = layer_violations(project)
     assert not bad, "layer violations (nfnl < ctnetlink < conntrack_tools):\n" + "\n".join(bad)
 
 
-def test_no_import_cycles() -> None:
-    found = cycles(graph())
+def test_no_import_cycles(project) -> None:
+    found = cycles(project)
     assert not found, "import cycles:\n" + "\n\n".join(describe_cycle(c) for c in found)
 
 
