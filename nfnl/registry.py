@@ -32,12 +32,13 @@ if TYPE_CHECKING:
     AttrTables = Mapping[str, Mapping[int, tuple]]
     Resolver = Callable[[bytes | memoryview, int, int], tuple[str, str]]
 
-NETLINK_NETFILTER = 12
+from .constants import NETLINK_NETFILTER
+
 ENTRY_POINT_GROUP = "nfnl.subsystems"
 
 
 class Subsystem:
-    """A subsystem's description for generic tooling (immutable after registration).
+    """A subsystem's description for generic tooling.
 
     ``name``: a short unique name (``"ctnetlink"``). ``protocol``: the netlink protocol
     its messages travel on (12, NETLINK_NETFILTER), or None for a wire format that is
