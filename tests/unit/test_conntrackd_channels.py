@@ -385,8 +385,12 @@ def test_error_queue_drops_the_oldest_and_counts_no_space():
 
 # --- RTNETLINK table -------------------------------------------------------------------
 
-def link_msg(mtype: int, index: int, flags: int, seq: int = 0) -> bytes:
+def link_msg(mtype: int, index: int, flags: int, seq: int = 0, name: str = "") -> bytes:
     body = linkmon.IFINFOMSG.pack(0, 1, index, flags, 0)
+    body += struct.pack("=HH", 4 + 4, 16) + b"\x01\x02\x03\x04"  # IFLA_MTU-like filler
+    if name:
+        raw = name.encode() + b"\0"
+        body += struct.pack("=HH", 4 + len(raw), linkmon.IFLA_IFNAME) + raw.ljust((len(raw) + 3) & ~3, b"\0")
     return struct.pack("=IHHII", 16 + len(body), mtype, 0, seq, 0) + body
 
 
@@ -415,16 +419,17 @@ class FakeRtnl:
 
 def test_link_monitor_dumps_then_follows_notifications():
     done = struct.pack("=IHHIIi", 20, linkmon.NLMSG_DONE, 2, 7, 0, 0)
-    sock = FakeRtnl([link_msg(16, 2, 0x1043, 7) + link_msg(16, 3, 0x1003, 7), done])
+    sock = FakeRtnl([link_msg(16, 2, 0x1043, 7, "sync0") + link_msg(16, 3, 0x1003, 7), done])
     changes = []
     mon = linkmon.LinkMonitor(None, lambda: changes.append(1), sock=sock)
     ln, mtype, flags = struct.unpack_from("=IHH", sock.sent[0])
     assert (mtype, flags) == (linkmon.RTM_GETLINK, 0x301)
     assert mon.get(2) == 0x1043 and mon.get(3) == 0x1003 and mon.get(9) == 0
+    assert mon.name(2) == "sync0" and mon.name(3) is None
     assert [linkmon.link_status(mon.get(i)) for i in (2, 3, 9)] == ["RUNNING", "NO-CARRIER", "DOWN"]
     sock.replies = [link_msg(16, 2, 0x1002) + link_msg(17, 3, 0), b"\x01\x02"]
     mon._readable()
-    assert mon.get(2) == 0x1002 and mon.get(3) == 0 and changes == [1]
+    assert mon.get(2) == 0x1002 and mon.get(3) == 0 and changes == [1, 1]  # per datagram
 
 
 # --- fail-over -----------------------------------------------------------------------
@@ -434,14 +439,14 @@ def multichannel(n: int = 3, default: int = 0):
     for i, ch in enumerate(mc):
         ch.ifindex = 10 + i
     flags = {10 + i: 0x1043 for i in range(n)}
-    mc.monitor = SimpleNamespace(get=lambda idx: flags.get(idx, 0), close=lambda: None)
+    mc.monitor = SimpleNamespace(get=lambda idx: flags.get(idx, 0), close=lambda: None,
+                                 name=lambda idx: f"eth{idx - 10}")
     logs = []
     mc.log = lambda level, m: logs.append((level, m))
     return mc, flags, logs
 
 
-def test_failover_takes_the_first_other_usable_link_in_configuration_order(monkeypatch):
-    monkeypatch.setattr(socket, "if_indextoname", lambda i: f"eth{i - 10}")
+def test_failover_takes_the_first_other_usable_link_in_configuration_order():
     mc, flags, logs = multichannel(3, default=1)
     switched = []
     mc.on_switch = switched.append
@@ -460,8 +465,7 @@ def test_failover_takes_the_first_other_usable_link_in_configuration_order(monke
     assert mc.current is mc[1]
 
 
-def test_failover_candidate_needs_up_or_running_and_logs_when_none(monkeypatch):
-    monkeypatch.setattr(socket, "if_indextoname", lambda i: f"eth{i - 10}")
+def test_failover_candidate_needs_up_or_running_and_logs_when_none():
     mc, flags, logs = multichannel(2)
     flags[10] = 0
     flags[11] = 0x1003   # UP, no carrier: a candidate (UP or RUNNING)

@@ -146,6 +146,9 @@ class Channel:
         self._rbuf = bytearray(RECV_SIZE)
         self._rview = memoryview(self._rbuf)
         self._watched: list[socket.socket] = []
+        self.make_socket: Callable[..., socket.socket] = socket.socket
+        """Creates every socket of the channel (also the TCP client re-created after a
+        reset): a test that drives namespaces from one process binds it to one."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.index} {self.interface}>"
@@ -291,6 +294,8 @@ class Channel:
                 return
             stats.bytes_recv += n
             stats.packets_recv += 1
+            if not n:
+                return  # an empty datagram ends the wake-up, as in the C receiver
             self._hand(bytes(view[:n]))
 
     def _hand(self, data: bytes) -> None:

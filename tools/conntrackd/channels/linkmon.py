@@ -3,9 +3,9 @@
 Like the C daemon's interface watcher (libnfnetlink's ``nlif``), :class:`LinkMonitor`
 binds a ``NETLINK_ROUTE`` socket to the link group (``RTMGRP_LINK``), dumps the links
 once (``RTM_GETLINK``) and keeps every interface's ``ifi_flags`` up to date from the
-``RTM_NEWLINK``/``RTM_DELLINK`` notifications; after each batch of notifications it
-calls ``on_change()``. Only ``struct ifinfomsg`` is read (index and flags); an unknown
-index has flags 0 (down).
+``RTM_NEWLINK``/``RTM_DELLINK`` notifications; after each notification it calls
+``on_change()``. Only ``struct ifinfomsg`` (index and flags) and the
+``IFLA_IFNAME`` attribute are read; an unknown index has flags 0 (down).
 """
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ NLMSG_DONE = 3
 NLMSG_ERROR = 2
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
+IFLA_IFNAME = 3
 IFINFOMSG = struct.Struct("=BxHiII")
 """``struct ifinfomsg``: family, pad, type, index, flags, change."""
 _HDR = 16
+_RTA = struct.Struct("=HH")
 
 
 def link_status(flags: int) -> str:
@@ -48,6 +50,7 @@ class LinkMonitor:
     def __init__(self, loop: Any = None, on_change: Callable[[], Any] | None = None, *,
                  sock: NetlinkSocket | None = None) -> None:
         self.flags: dict[int, int] = {}
+        self.names: dict[int, str] = {}
         self.loop = loop
         self.on_change = on_change
         self.messages = 0
@@ -86,8 +89,12 @@ class LinkMonitor:
                     _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(data, off + _HDR)
                     if mtype == RTM_DELLINK:
                         self.flags.pop(index, None)
+                        self.names.pop(index, None)
                     else:
                         self.flags[index] = flags
+                        name = _ifname(data, off + _HDR + IFINFOMSG.size, off + ln)
+                        if name is not None:
+                            self.names[index] = name
                     self.messages += 1
                 elif mtype in (NLMSG_DONE, NLMSG_ERROR) and mseq == seq:
                     done = True
@@ -96,30 +103,45 @@ class LinkMonitor:
         return done
 
     def _readable(self) -> None:
-        changed = False
+        """Each notification datagram updates the table, then ``on_change()`` runs (as
+        the C handler checks after every ``nlif_catch``)."""
         for _ in range(64):
             try:
                 data = self.sock.recv()
             except OSError:
-                break
+                return
             if data is None:
-                if self.sock.overruns:
-                    # notifications lost: read the whole table again
-                    self.sock.overruns = 0
-                    self.sock.setblocking(True)
-                    try:
-                        self._dump()
-                    finally:
-                        self.sock.setblocking(False)
-                    changed = True
-                    continue
-                break
-            self._parse(data)
-            changed = True
-        if changed and self.on_change is not None:
-            self.on_change()
+                if not self.sock.overruns:
+                    return
+                # notifications were lost: read the whole table again
+                self.sock.overruns = 0
+                self.sock.setblocking(True)
+                try:
+                    self._dump()
+                finally:
+                    self.sock.setblocking(False)
+            else:
+                self._parse(data)
+            if self.on_change is not None:
+                self.on_change()
+
+    def name(self, ifindex: int) -> str | None:
+        """The interface's current name (None when unknown)."""
+        return self.names.get(ifindex)
 
     def close(self) -> None:
         if self.loop is not None and not self.sock.closed:
             self.loop.remove_reader(self.sock)
         self.sock.close()
+
+
+def _ifname(data: bytes, off: int, end: int) -> str | None:
+    """The ``IFLA_IFNAME`` attribute among the link message's attributes."""
+    while off + 4 <= end:
+        ln, atype = _RTA.unpack_from(data, off)
+        if ln < 4 or off + ln > end:
+            return None
+        if atype & 0x3FFF == IFLA_IFNAME:
+            return data[off + 4:off + ln].split(b"\0", 1)[0].decode(errors="replace")
+        off += (ln + 3) & ~3
+    return None

@@ -26,7 +26,7 @@ class MulticastChannel(Channel):
         c = self.conf
         fam = family_of(c)
         group = c.address or ("::" if fam == socket.AF_INET6 else "0.0.0.0")
-        tx = socket.socket(fam, socket.SOCK_DGRAM)
+        tx = self.make_socket(fam, socket.SOCK_DGRAM)
         self.tx = tx
         self._watched.append(tx)
         tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
@@ -42,7 +42,7 @@ class MulticastChannel(Channel):
         tx.setblocking(False)
         self.dest = sockaddr(fam, group, c.port)
 
-        rx = socket.socket(fam, socket.SOCK_DGRAM)
+        rx = self.make_socket(fam, socket.SOCK_DGRAM)
         self.rx = rx
         self._watched.append(rx)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -86,11 +86,16 @@ class MultiChannel:
     def open(self, loop: Any, deliver: Callable[[Channel, bytes], Any], *,
              log: Callable[[str, str], Any] | None = None, iteration_limit: int = 100,
              on_error: Callable[[BaseException], Any] | None = None,
-             monitor: bool = True) -> None:
+             monitor: bool = True,
+             socket_factory: Callable[..., socket.socket] | None = None) -> None:
         """Open every channel and the interface watcher on ``loop``. On failure the
         reference's error line is logged, everything opened so far is closed and
-        :class:`~.base.ChannelError` (with that line) is raised."""
+        :class:`~.base.ChannelError` (with that line) is raised. ``socket_factory``
+        replaces ``socket.socket`` for every channel socket, now and later."""
         self.log = log or _nolog
+        if socket_factory is not None:
+            for ch in self.channels:
+                ch.make_socket = socket_factory
         if not self.channels:
             self._fail(f"can't open channel socket: {os.strerror(2)}")
         for ch in self.channels:
@@ -173,11 +178,8 @@ class MultiChannel:
                 continue
             if self.flags(ch) & (IFF_UP | IFF_RUNNING):
                 self.set_current(ch)
-                try:
-                    name = socket.if_indextoname(ch.ifindex)
-                except OSError:
-                    name = ch.interface
-                self.log("notice", f"device `{name}' becomes dedicated link")
+                name = self.monitor.name(ch.ifindex) if self.monitor is not None else None
+                self.log("notice", f"device `{name or ch.interface}' becomes dedicated link")
                 return
         self.log("error", "no dedicated links available!")
 

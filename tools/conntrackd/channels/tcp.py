@@ -104,7 +104,7 @@ class TCPChannel(Channel):
         scope = c.ifindex if fam == socket.AF_INET6 else 0
         self.peer = sockaddr(fam, c.dest_address, c.port, scope)
         self._new_client()
-        srv = socket.socket(fam, socket.SOCK_STREAM)
+        srv = self.make_socket(fam, socket.SOCK_STREAM)
         self.server = srv
         self._watched.append(srv)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,7 +119,7 @@ class TCPChannel(Channel):
     def _new_client(self) -> None:
         """A fresh non-blocking client socket and its first ``connect()``."""
         c = self.conf
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        sock = self.make_socket(self.family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
             self.sndbuf = set_buffers(sock, sndbuf=c.sndbuf) or \

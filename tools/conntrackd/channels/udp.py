@@ -22,7 +22,7 @@ class UDPChannel(Channel):
         c = self.conf
         fam = family_of(c)
         scope = c.ifindex if fam == socket.AF_INET6 else 0
-        tx = socket.socket(fam, socket.SOCK_DGRAM)
+        tx = self.make_socket(fam, socket.SOCK_DGRAM)
         self.tx = tx
         self._watched.append(tx)
         tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
@@ -31,7 +31,7 @@ class UDPChannel(Channel):
         tx.setblocking(False)
         self.dest = sockaddr(fam, c.dest_address, c.port, scope)
 
-        rx = socket.socket(fam, socket.SOCK_DGRAM)
+        rx = self.make_socket(fam, socket.SOCK_DGRAM)
         self.rx = rx
         self._watched.append(rx)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
