@@ -21,8 +21,9 @@ them (observed with strace against C peers):
 Better than the reference, still the same bytes on the wire: a partial ``send()`` keeps
 the unsent rest and sends it before anything else (the C sender loses it and breaks the
 stream), a connection that ends in the middle of a message does not glue its fragment
-to the next connection's data, and a re-created client socket does not pin the send
-buffer to the previous socket's size.
+to the next connection's data, a re-created client socket does not pin the send
+buffer to the previous socket's size, and an IPv6 link-local peer gets its scope (the
+C client connects without one and fails).
 """
 from __future__ import annotations
 
@@ -102,7 +103,10 @@ class TCPChannel(Channel):
         c = self.conf
         self.family = fam = family_of(c)
         scope = c.ifindex if fam == socket.AF_INET6 else 0
-        self.peer = sockaddr(fam, c.dest_address, c.port, scope)
+        # the C client connects without a scope id (so a link-local peer fails there);
+        # ours gives one to link-local peers only: the same call for every other address
+        link_local = (c.dest_address or "").lower().startswith(("fe8", "fe9", "fea", "feb"))
+        self.peer = sockaddr(fam, c.dest_address, c.port, scope if link_local else 0)
         self._new_client()
         srv = self.make_socket(fam, socket.SOCK_STREAM)
         self.server = srv
