@@ -8,7 +8,8 @@
   every message; re-packing those messages through our channel buffer gives the C
   daemon's datagrams byte for byte; then our channel sends them to a fresh C daemon,
   whose external cache (``-e``) then reads as a C receiver's does after a bulk from a
-  C sender, with no malformed message counted.
+  C sender, with no malformed message counted (TCP: our client notices the first
+  daemon's death, queues, reconnects to the second one and sends in order).
 * Fail-over: a C daemon and our channels watch the same two links; when the active
   link goes down both switch with the same log line and ``-s link`` reads the same.
 """
@@ -39,6 +40,8 @@ from helpers.synclinks import (  # noqa: E402
 
 KINDS = ["multicast4", "multicast6", "udp4", "udp6", "tcp4", "tcp6"]
 ACTIVE = re.compile(r" \[active since \d+s\]")
+ALIVE = bytes.fromhex("1a10000800000001")
+"""A NOTRACK/FTFW keep-alive (CTL, flags ALIVE, 8 bytes): the C receiver ignores it."""
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +241,9 @@ def test_c_daemon_to_ours_and_ours_to_c_daemon(links, reference_external, kind):
             c.client("-B")
             assert wait(loop, lambda: len(ours.state_messages()) >= n, every=ours.mc.flush)
             sent = c.client("-s").stdout
+            if tcp:  # our client reaches the C daemon's server too
+                assert pump(loop, lambda: ours.mc[0].connected,
+                            every=lambda: ours.mc.send_all([ALIVE]))
         msgs = ours.state_messages()
         assert len(msgs) == n and all(base.message_length(m, 0) == len(m) for m in msgs)
         ch = ours.mc[0]
@@ -252,13 +258,25 @@ def test_c_daemon_to_ours_and_ours_to_c_daemon(links, reference_external, kind):
             m = re.search(r"^ +(\d+) Bytes sent +\d+ Bytes recv\n +(\d+) Pckts sent", sent, re.M)
             assert (int(m.group(1)), int(m.group(2))) == (ch.stats.bytes_recv, ch.stats.packets_recv)
         relay = ours.state_datagrams()
-        ours.mc.close()
+        # the C daemon is gone; the same channels send to the next one. TCP: our client
+        # learns it at a send (the first one still leaves into the dead connection, the
+        # next fails with EPIPE/ECONNRESET and re-creates the socket, as the C client)
+        reconnect = kind == "tcp4"  # tcp6: fresh channels (the same path, 5 s shorter)
+        if reconnect:
+            assert pump(loop, lambda: not ch.connected, every=lambda: ours.mc.send_all([ALIVE]))
+            assert ch.resets == 1 and ch.stats.errors_send >= 1
+        elif tcp:
+            ours.mc.close()
         with CDaemon(links.a, section) as c2:
-            ours = Ours(links, loop, "b", blocks)
-            pump(loop, lambda: False, timeout=0.2)
-            ours.mc.send_all(relay)
+            if tcp and not reconnect:
+                ours = Ours(links, loop, "b", blocks)
+                ch = ours.mc[0]
+                pump(loop, lambda: False, timeout=0.2)
+            ours.mc.send_all(relay)  # TCP: queued until the client reconnects (1/s)
             assert wait(loop, lambda: len(flow_lines(c2.client("-e").stdout)) >= n,
                         every=ours.mc.flush)
+            if tcp:
+                assert ch.connected and len(ours.mc.errorq) == 0
             # the C daemon holds what a C peer makes it hold
             got = flow_lines(c2.client("-e").stdout)
             assert got == reference_external[1], "\n".join(sorted(set(got) ^ set(reference_external[1])))
