@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from ctnetlink.client import Conntrack  # noqa: E402
 from helpers.cdaemon import CDaemon  # noqa: E402
 from helpers.flows import all_cases  # noqa: E402
 from helpers.synclinks import (  # noqa: E402
-    SyncLinks, channel_config, messages, open_channels, pump, sync_section,
+    SyncLinks, channel_config, messages, open_channels, pump, sync_section, v4,
 )
 
 KINDS = ["multicast4", "multicast6", "udp4", "udp6", "tcp4", "tcp6"]
@@ -271,7 +272,6 @@ def test_c_daemon_to_ours_and_ours_to_c_daemon(links, reference_external, kind):
             if tcp and not reconnect:
                 ours = Ours(links, loop, "b", blocks)
                 ch = ours.mc[0]
-                pump(loop, lambda: False, timeout=0.2)
             ours.mc.send_all(relay)  # TCP: queued until the client reconnects (1/s)
             assert wait(loop, lambda: len(flow_lines(c2.client("-e").stdout)) >= n,
                         every=ours.mc.flush)
@@ -337,4 +337,55 @@ def test_failover_like_the_c_daemon(links):
         for side in (mine, peer):
             if side is not None:
                 side.mc.close()
+        loop.close()
+
+
+# --- TCP: a connection that ends in the middle of a message ---------------------------------
+
+def test_fragment_of_a_closed_connection_is_not_glued_to_the_next(links):
+    """The C receiver keeps a fragment left by a closed connection and parses it with
+    the next connection's bytes (counted as malformed); ours drops it with the
+    connection. The same byte sequence is sent to both, each step awaited."""
+    alive = bytes.fromhex("1a10000800000006")
+    new = bytes.fromhex("10000014") + (5).to_bytes(4, "big") + bytes.fromhex("0000000c7f000001")
+    new += bytes(4)  # a CT NEW of 20 bytes: 8-byte header, one 12-byte attribute
+
+    def feed(addr: tuple, received) -> None:
+        """``received(n)``: waits until the receiver has read ``n`` bytes in all."""
+        with links.b.enter():
+            first = socket.create_connection(addr, timeout=5)
+        first.sendall(new[:13])
+        received(13)
+        first.close()
+        with links.b.enter():
+            second = socket.create_connection(addr, timeout=5)
+        second.sendall(alive + new)
+        received(13 + len(alive + new))
+        second.close()
+
+    def c_received(c: CDaemon):
+        def wait_for(n: int) -> None:
+            deadline = time.monotonic() + 10
+            while True:
+                m = re.search(r"Bytes sent +(\d+) Bytes recv", c.client("-s").stdout)
+                if int(m.group(1)) >= n:
+                    return
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        return wait_for
+
+    section = sync_section(channel_config("tcp4", "a", port=3960), mode="NOTRACK")
+    with CDaemon(links.a, section) as c:
+        feed((v4(0, "a"), 3960), c_received(c))
+        net = c.client("-s", "network").stdout
+    assert re.search(r"Malformed messages:\t +[1-9]", net)  # the glued fragment
+    loop = Loop()
+    ours = Ours(links, loop, "a", channel_config("tcp4", "a", port=3961))
+    try:
+        st = ours.mc[0].stats
+        feed((v4(0, "a"), 3961), lambda n: pump(loop, lambda: st.bytes_recv >= n))
+        assert pump(loop, lambda: len(ours.got) == 1)
+        assert [d for _, d in ours.got] == [alive + new]
+    finally:
+        ours.mc.close()
         loop.close()

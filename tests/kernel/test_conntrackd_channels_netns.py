@@ -196,10 +196,12 @@ def test_tcp_stream_framing_against_a_raw_peer(links, loop):
     c = raw_client(links, "b", (v4(0, "a"), 3850))
     assert pump(loop, lambda: srv.conn is not None)
     m = msg(100, 1)
+    read = 0
     for part in (m[:3], m[3:50], m[50:] + msg(8, 2)[:4]):
         c.sendall(part)
-        pump(loop, lambda: False, timeout=0.1)
-    assert a.got == [(0, m)]
+        read += len(part)
+        assert pump(loop, lambda: srv.stats.bytes_recv == read)
+        assert a.got == ([(0, m)] if read > 100 else [])
     c.sendall(msg(8, 2)[4:])
     assert pump(loop, lambda: len(a.got) == 2)
     assert a.got[1] == (0, msg(8, 2))
@@ -209,8 +211,9 @@ def test_tcp_stream_framing_against_a_raw_peer(links, loop):
     assert pump(loop, lambda: len(a.got) == 3)
     assert a.got[2] == (0, junk) and srv._pending == 0
     # a peer that leaves in the middle of a message: the fragment dies with it
+    read = srv.stats.bytes_recv
     c.sendall(msg(60, 3)[:30])
-    pump(loop, lambda: False, timeout=0.1)
+    assert pump(loop, lambda: srv.stats.bytes_recv == read + 30)
     c.close()
     assert pump(loop, lambda: srv.conn is None)
     c2 = raw_client(links, "b", (v4(0, "a"), 3850))
