@@ -165,6 +165,9 @@ class ScriptedSocket:
         self.script = list(script)
         self.reads = 0
 
+    def fileno(self) -> int:
+        return 99
+
     def recv_into(self, view):
         self.reads += 1
         if not self.script:

@@ -297,6 +297,8 @@ class Channel:
             if not n:
                 return  # an empty datagram ends the wake-up, as in the C receiver
             self._hand(bytes(view[:n]))
+            if sock.fileno() < 0:
+                return  # the consumer closed the channel
 
     def _hand(self, data: bytes) -> None:
         try:
