@@ -576,3 +576,29 @@ def test_metrics_families_are_contiguous():
 
 def test_transports_table():
     assert set(multi.TRANSPORTS) == {"multicast", "udp", "tcp"}
+
+
+def test_channel_links_plug_into_the_sync_mode():
+    """``mode.links = ChannelLinks(...)``: the sync mode's -s replies carry the figures."""
+    from conntrack_tools.conntrackd import handlers as H
+    from conntrack_tools.conntrackd.metrics import render
+    from conntrack_tools.conntrackd.syncmode import SyncMode, SyncSettings
+
+    mc, flags, logs = multichannel(2)
+    mc[0].stats.bytes_sent = 1234
+    mode = SyncMode(SyncSettings(mode="ftfw", channels=[c.conf for c in mc]))
+    mode.links = ChannelLinks(mode.settings, mc, FakeMachine())
+
+    def reply(code: int) -> str:
+        return b"".join(mode.handle(code)).decode()
+
+    assert reply(H.STATS_LINK) == mc.link_blocks()
+    assert reply(H.STATS_NETWORK) == mode.links.network_stats()
+    assert "1234 Bytes sent" in reply(H.STATS_NETWORK)
+    assert reply(H.STATS_QUEUE).startswith("allocated queue nodes:\t\t           1\n")
+    assert reply(H.STATS_RSQUEUE).startswith("resent queue (len=1)")
+    stats = reply(H.STATS)
+    assert "multicast traffic (active device=eth0):\n                1234 Bytes sent" in stats
+    assert stats.endswith(O.message_tracking(7, 6))
+    assert 'conntrackd_channel_bytes_total{channel="0",device="eth0",transport="multicast",' \
+           'direction="sent"} 1234' in render(mode)
