@@ -194,7 +194,10 @@ class Channel:
     def _unwatch(self, sock: socket.socket) -> None:
         if sock.fileno() >= 0:
             if self.loop is not None:
-                self.loop.remove_reader(sock)
+                try:
+                    self.loop.remove_reader(sock)
+                except (OSError, ValueError, KeyError):
+                    pass  # the loop is already closed (shutdown)
             sock.close()
         if sock in self._watched:
             self._watched.remove(sock)

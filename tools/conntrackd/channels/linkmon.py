@@ -131,7 +131,10 @@ class LinkMonitor:
 
     def close(self) -> None:
         if self.loop is not None and not self.sock.closed:
-            self.loop.remove_reader(self.sock)
+            try:
+                self.loop.remove_reader(self.sock)
+            except (OSError, ValueError, KeyError):
+                pass  # the loop is already closed (shutdown)
         self.sock.close()
 
 
