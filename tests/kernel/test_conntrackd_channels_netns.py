@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -326,3 +327,67 @@ def test_open_failures_log_the_references_lines(links, loop):
     with pytest.raises(base.ChannelError, match="can't open channel socket: No such device"):
         open_channels(links.a, channel_config("udp4", "a", port=3896).replace("Interface s0", "Interface s9"),
                       loop, lambda c, d: None)
+
+
+# --- with the protocol machines (what the integrator wires) ---------------------------------
+
+@pytest.mark.parametrize("kind", ["tcp4", "udp6"])
+def test_notrack_machines_over_channels(links, loop, kind):
+    """Flows queued on one NOTRACK machine arrive as cache operations on the other's:
+    ``machine.flush()`` datagrams go through ``channels.send_all``, what a channel
+    delivers goes to ``machine.receive`` and a Heard action makes it the current one."""
+    from ctnetlink.model import Flow, Tuple
+
+    from conntrack_tools.conntrackd.channels import ChannelLinks
+    from conntrack_tools.conntrackd.sync.common import CacheOp, Heard
+    from conntrack_tools.conntrackd.sync.notrack import NotrackMachine
+    from conntrack_tools.conntrackd.wire.codec import flow_message
+
+    port = 3700 + (kind == "udp6")
+    ops: list = []
+    machines: dict = {}
+
+    def wire(side: str) -> Side:
+        machine = NotrackMachine(seq=1000 * SIDE_NO[side])
+        s = Side.__new__(Side)
+        s.got, s.logs, s.follow = [], [], False
+
+        def deliver(ch, data: bytes) -> None:
+            for action in machine.receive(data, loop.time()):
+                if isinstance(action, Heard):
+                    s.mc.set_current(ch)
+                elif isinstance(action, CacheOp):
+                    ops.append((side, action))
+
+        s.mc = open_channels(links.ns(side), channel_config(kind, side, port=port), loop,
+                             deliver, s.logs)
+        loop.opened.append(s.mc)
+        machine.buffer_size = s.mc.buffer_size
+        machines[side] = machine
+        return s
+
+    a, b = wire("a"), wire("b")
+    flows = [Flow(family=2, orig=Tuple(f"10.9.{i // 250}.{i % 250 + 1}", "10.8.0.1", 17, 1024 + i, 53),
+                  reply=Tuple("10.8.0.1", f"10.9.{i // 250}.{i % 250 + 1}", 17, 53, 1024 + i),
+                  timeout=100) for i in range(300)]
+    for f in flows:
+        machines["a"].enqueue_message(lambda seq, flags, f=f: flow_message(0, f, seq, flags))
+    a.mc.send_all(machines["a"].flush(loop.time()))
+    assert pump(loop, lambda: len(ops) >= len(flows), every=a.mc.flush)
+    assert [op.obj.orig for _, op in ops] == [f.orig for f in flows]
+    assert {side for side, _ in ops} == {"b"} and all(op.op == "new" for _, op in ops)
+    st = machines["b"].stats
+    assert (st.malformed, st.lost) == (0, 0)
+    if kind == "udp6":  # packed like the C channel buffer: 1472-byte buffers
+        datagrams, used = 0, 0
+        for f in flows:
+            n = len(flow_message(0, f, 1))
+            if used + n >= 1472 or not datagrams:
+                datagrams, used = datagrams + 1, 0
+            used += n
+        assert a.mc[0].stats.packets_sent == datagrams
+    text = ChannelLinks(SimpleNamespace(mode="notrack"), b.mc, machines["b"]).network_stats()
+    assert "Malformed messages:\t                   0" in text and "device=s0" in text
+
+
+SIDE_NO = {"a": 1, "b": 2}
