@@ -46,9 +46,12 @@ class SyncLinks:
         self.a.create()
         try:
             self.b.create()
-            for ns in (self.a, self.b):  # link-local addresses usable at once (no DAD)
-                ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
-                ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+            for ns in (self.a, self.b):
+                for conf in ("all", "default"):
+                    # link-local addresses usable at once (no DAD); addresses kept while
+                    # a test takes a link down
+                    ns.sysctl(f"net.ipv6.conf.{conf}.accept_dad", 0)
+                    ns.sysctl(f"net.ipv6.conf.{conf}.keep_addr_on_down", 1)
             for i in range(self.links):
                 self.a.run("ip", "link", "add", f"s{i}", "type", "veth", "peer", "name",
                            f"s{i}", "netns", self.b.name)
