@@ -353,6 +353,12 @@ class Decoder:
         self.expect = expect
         self._shapes: dict[int, list[Shape]] = {}
 
+    @property
+    def shapes(self) -> dict[int, list[Shape]]:
+        """The compiled layouts by message length (for hot loops that inline the check of
+        :meth:`decoder`: ``key & shape.mask == shape.expected``)."""
+        return self._shapes
+
     def shape(self, buf, off: int, ln: int) -> Shape:
         """The (cached or newly compiled) layout of the message at ``buf[off:off+ln]``."""
         if ln < 20 or off < 0 or off + ln > len(buf):

@@ -394,15 +394,18 @@ class Event(_Record):
 
     ``portid`` is the netlink port id of the process whose request caused the event (0
     for events caused by packets); ``lost`` is set on the first event after a receive
-    buffer overrun to the number of overruns seen since the previous event.
+    buffer overrun to the number of messages the kernel dropped meanwhile; ``resync`` is
+    True on the events a resynchronisation made after such a loss (see
+    :class:`ctnetlink.listen.Listener`).
     """
 
-    __slots__ = ("type", "flow", "expect", "portid", "lost")
+    __slots__ = ("type", "flow", "expect", "portid", "lost", "resync")
     type: EventType
     flow: Flow | None
     expect: Expect | None
     portid: int | None
     lost: int | None
+    resync: bool | None
 
     @property
     def object(self) -> Flow | Expect:

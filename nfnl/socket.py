@@ -4,7 +4,8 @@
 numbers requests, waits for ACKs, follows dumps across many ``recv`` buffers until
 ``NLMSG_DONE``, maps ``NLMSG_ERROR`` to :class:`~nfnl.errors.NetlinkError`, joins
 multicast groups, sizes the receive buffer, counts ``ENOBUFS`` overruns instead of
-dying, works non-blocking for selectors and sends many requests in one datagram.
+dying (and reads the kernel's count of dropped messages), works non-blocking for
+selectors and sends many requests in one datagram.
 Every datagram can be recorded to a pcap (``tap=`` or the ``NFNL_PCAP`` environment
 variable).
 """
@@ -35,6 +36,9 @@ _ERRNO = struct.Struct("=i")
 _SEQ = struct.Struct("=II")
 _FLAGS = struct.Struct("=H")
 _FLAGS_SEQ = struct.Struct("=HI")
+SO_MEMINFO = 55
+"""``getsockopt`` returning ``sk_meminfo`` (Linux 4.12+); index 8 is the drop counter."""
+_MEMINFO = struct.Struct("=9I")
 
 
 def _ends_dump(data: bytes) -> bool:
@@ -51,6 +55,25 @@ def _ends_dump(data: bytes) -> bool:
             return True
         off += (ln + 3) & ~3
     return False
+
+
+def _ready(sock) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _proc_drops(protocol: int, portid: int) -> int:
+    try:
+        with open("/proc/net/netlink") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 9 and parts[1] == str(protocol) and int(parts[2]) == portid:
+                    return int(parts[8])
+    except (OSError, ValueError, StopIteration):
+        pass
+    return 0
 
 
 class Tap:
@@ -193,11 +216,21 @@ class NetlinkSocket:
             self.tap.write(data, "sent", self.protocol)
         self._sock.sendto(data, (0, 0))
 
-    def recv(self, bufsize: int = RECV_SIZE) -> bytes | None:
+    def recv(self, bufsize: int = RECV_SIZE, *, nowait: bool = False) -> bytes | None:
         """Receive one datagram. Returns None on ``ENOBUFS`` (counted in ``overruns``)
-        and on ``EAGAIN`` for a non-blocking socket."""
+        and on ``EAGAIN`` for a non-blocking socket; ``nowait`` makes this call
+        non-blocking whatever the socket's mode."""
         try:
-            data = self._sock.recv(bufsize)
+            if nowait:
+                timeout = self._sock.gettimeout()
+                if timeout is None:
+                    data = self._sock.recv(bufsize, _socket.MSG_DONTWAIT)
+                elif timeout > 0 and not _ready(self._sock):
+                    return None
+                else:
+                    data = self._sock.recv(bufsize)
+            else:
+                data = self._sock.recv(bufsize)
         except BlockingIOError:
             return None
         except OSError as e:
@@ -208,6 +241,19 @@ class NetlinkSocket:
         if self.tap is not None:
             self.tap.write(data, "received", self.protocol)
         return data
+
+    @property
+    def drops(self) -> int:
+        """The kernel's count of messages dropped for this socket (``sk_drops``: the
+        multicast messages lost to overruns), from ``SO_MEMINFO`` or, where that is not
+        available, the Drops column of ``/proc/net/netlink``."""
+        try:
+            info = self._sock.getsockopt(_socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
+            if isinstance(info, bytes) and len(info) >= _MEMINFO.size:
+                return _MEMINFO.unpack_from(info)[8]
+        except OSError:
+            pass
+        return _proc_drops(self.protocol, self.portid)
 
     # --- request/response ------------------------------------------------------------
     def request(self, msg: bytes, *, on_data: Callable[[bytes, int, int], None] | None = None) -> None:
