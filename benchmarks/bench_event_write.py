@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 
-from _common import ROOT, netns
+from _common import netns
+from _events import Burst, Listener
 
 REF = ["/usr/sbin/conntrack"]
 OURS = [sys.executable, "-m", "conntrack_tools.conntrack"]
@@ -36,136 +35,6 @@ FORMATS = {
     "xml,timestamp": ["-o", "xml,timestamp"], "extended,id,timestamp": ["-o", "extended,id,timestamp"],
     "json": ["-o", "json"],
 }
-
-BURST = r"""
-import sys
-from ctnetlink.client import Conntrack
-from ctnetlink.model import Flow, Tuple
-n = int(sys.argv[1])
-def flows():
-    for i in range(n):
-        o = Tuple(src=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", dst="10.255.0.1", proto=17,
-                  sport=1024 + i % 60000, dport=53)
-        yield Flow(family=2, orig=o, reply=o.reversed(), timeout=3600)
-sys.stdin.readline()
-with Conntrack(rcvbuf=8 << 20) as ct:
-    errs = [e for e in ct.create_many(flows()) if e is not None]
-    ct.flush()
-    print(f"done {len(errs)}", flush=True)
-    sys.stdin.readline()  # keep the socket (and so progname=) alive until told
-"""
-
-
-def _netlink_sockets(pid: int) -> dict[int, tuple[int, int]]:
-    """inode -> (groups, rmem) of the NETLINK_NETFILTER sockets in ``pid``'s namespace."""
-    out = {}
-    try:
-        with open(f"/proc/{pid}/net/netlink") as f:
-            next(f)
-            for line in f:
-                p = line.split()
-                if p[1] == "12":
-                    out[int(p[9])] = (int(p[3], 16), int(p[4]))
-    except (OSError, StopIteration, ValueError, IndexError):
-        pass
-    return out
-
-
-def _event_socket(pid: int) -> int | None:
-    """The inode of ``pid``'s socket bound to the conntrack groups."""
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return None
-    mine = set()
-    for fd in fds:
-        try:
-            t = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if t.startswith("socket:["):
-            mine.add(int(t[8:-1]))
-    for inode, (groups, _) in _netlink_sockets(pid).items():
-        if inode in mine and groups & 7 == 7:
-            return inode
-    return None
-
-
-def _asleep(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "S"
-    except (OSError, IndexError):
-        return False
-
-
-class Listener:
-    """A ``conntrack -E`` writing to a temporary file inside the namespace."""
-
-    def __init__(self, ns: str, argv: list[str]) -> None:
-        self.file = tempfile.NamedTemporaryFile(prefix="bench-events-", delete=False)
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv, "-E"], stdout=self.file,
-                                     stderr=subprocess.PIPE, cwd=ROOT)
-        deadline = time.monotonic() + 20
-        while True:
-            self.inode = _event_socket(self.proc.pid)
-            if self.inode is not None and _asleep(self.proc.pid):
-                break
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"{argv} never listened")
-            time.sleep(0.005)
-
-    def lines(self) -> int:
-        with open(self.file.name, "rb") as f:
-            return f.read().count(b"\n")
-
-    def wait_lines(self, n: int, timeout: float = 600) -> float:
-        """Until the file holds ``n`` lines (or the socket is empty and the file stops
-        growing); returns the time that happened."""
-        deadline = time.monotonic() + timeout
-        last = -1
-        while time.monotonic() < deadline:
-            size = os.stat(self.file.name).st_size
-            rmem = _netlink_sockets(self.proc.pid).get(self.inode, (0, 0))[1]
-            if rmem == 0 and size == last and _asleep(self.proc.pid):
-                if self.lines() >= n:
-                    return time.perf_counter()
-                return time.perf_counter()  # idle: it got what it got
-            last = size
-            time.sleep(0.01)
-        raise TimeoutError("listener never finished")
-
-    def stop(self) -> tuple[float, int, bytes]:
-        """SIGINT; returns (CPU seconds, lines written, stderr)."""
-        os.kill(self.proc.pid, signal.SIGINT)
-        err = self.proc.stderr.read()
-        _, status, ru = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        n = self.lines()
-        os.unlink(self.file.name)
-        return ru.ru_utime + ru.ru_stime, n, err
-
-
-class Burst:
-    """The generator: started and waiting; ``fire()`` runs the burst and returns when
-    its last event was produced (the flush returned)."""
-
-    def __init__(self, ns: str, flows: int) -> None:
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", BURST, str(flows)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-
-    def fire(self) -> float:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline().split()
-        if line != ["done", "0"]:
-            raise RuntimeError(f"burst failed: {line}")
-        return time.perf_counter()
-
-    def end(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
 
 def write_rate(ns: str, fmt: list[str], flows: int) -> tuple[float, float, int]:
     """Ours, stopped while the burst is queued: (events/s, CPU s per event, lines)."""
@@ -232,6 +101,7 @@ def main() -> None:
                 ref_label = "C"
             ok = "" if n >= 2 * a.flows else f"  (only {n} of {2 * a.flows} lines!)"
             print(f"-E {name:<22} ours {rate:9,.0f} events/s  {ours_cpu * 1e6:6.2f} us/event CPU"
+                  f" ({1 / ours_cpu:8,.0f}/s of CPU)"
                   f"   {ref_label} {ref_cpu * 1e6:6.2f} us/event CPU ({rn} of {2 * a.flows} received)"
                   f"   ratio {ours_cpu / ref_cpu:5.2f}x{ok}", flush=True)
         gen, after, n = completion(ns, a.flows)

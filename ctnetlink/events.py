@@ -88,29 +88,32 @@ def _key(buf, off: int, plan: tuple[int, int, int], family: int) -> bytes:
     return key
 
 
-class RawEvent:
+class RawEvent(tuple):
     """One event message as bytes: ``buf[off:off + len]`` is the whole netlink message
     (header included), ``attrs`` its attributes. ``type``, ``family`` (nfgen family),
     ``portid`` (the requesting process's port id, 0 for packets) and ``expect`` (an
     expectation, not a flow) come from the headers; ``lost`` and ``resync`` mean what they
     mean on :class:`~ctnetlink.model.Event`. ``buf`` is the received datagram: keep
-    ``message`` (a copy) rather than ``buf`` to hold one event's bytes.
+    ``message`` (a copy) rather than ``buf`` to hold one event's bytes. Immutable (a
+    tuple of these fields, in this order: unpack it in hot loops).
     """
 
-    __slots__ = ("type", "buf", "off", "len", "family", "portid", "expect", "lost", "resync")
+    __slots__ = ()
+    _fields = ("type", "buf", "off", "len", "family", "portid", "expect", "lost", "resync")
+    type: EventType
+    buf: bytes
+    off: int
+    len: int
+    family: int
+    portid: int
+    expect: bool
+    lost: int | None
+    resync: bool
 
-    def __init__(self, type: EventType, buf: bytes, off: int, len: int, family: int,
-                 portid: int = 0, expect: bool = False, lost: int | None = None,
-                 resync: bool = False) -> None:
-        self.type = type
-        self.buf = buf
-        self.off = off
-        self.len = len
-        self.family = family
-        self.portid = portid
-        self.expect = expect
-        self.lost = lost
-        self.resync = resync
+    def __new__(cls, type: EventType, buf: bytes, off: int, len: int, family: int,
+                portid: int = 0, expect: bool = False, lost: int | None = None,
+                resync: bool = False) -> RawEvent:
+        return _tnew(cls, (type, buf, off, len, family, portid, expect, lost, resync))
 
     def __repr__(self) -> str:
         extra = "".join(f" {n}={getattr(self, n)!r}" for n in ("lost", "resync") if getattr(self, n))
@@ -138,12 +141,31 @@ class RawEvent:
         plan = _key_plan(FLOWS.shape(self.buf, self.off, self.len))
         return None if plan is None else _key(self.buf, self.off, plan, self.family)
 
+    def __getnewargs__(self) -> tuple:
+        return tuple(self)
+
     def decode(self) -> Event:
         """The :class:`~ctnetlink.model.Event` (flow or expectation decoded)."""
         dec = EXPECTS if self.expect else FLOWS
         obj = dec.decode(self.buf, self.off, self.len, self.family)
         return _make_event(self.type, None if self.expect else obj, obj if self.expect else None,
                            self.portid, self.lost, self.resync or None)
+
+
+def _getters() -> None:
+    try:
+        from _collections import _tuplegetter as getter  # what namedtuple uses
+    except ImportError:  # pragma: no cover - another Python implementation
+        from operator import itemgetter
+
+        def getter(i: int, doc: str):
+            return property(itemgetter(i), doc=doc)
+    for i, name in enumerate(RawEvent._fields):
+        setattr(RawEvent, name, getter(i, f"Field {i}: {name}"))
+
+
+_getters()
+_tnew = tuple.__new__
 
 
 class EventReader:
@@ -168,6 +190,7 @@ class EventReader:
         """Messages lost, waiting to be reported on the next event."""
         self._seen: set[bytes] | None = None
         self._flow = FLOWS.decoder()
+        self._plain = self.family is None and self.types is None and not track
 
     # --- losses ----------------------------------------------------------------------
     def overrun(self, lost: int) -> None:
@@ -205,6 +228,20 @@ class EventReader:
 
     def feed(self, data: bytes) -> list[Event]:
         """The events of one datagram, decoded."""
+        if self._plain and not self.lost and len(data) >= 20:
+            # the usual datagram: one flow message, nothing to select or track
+            ln, mtype, flags, _seq, pid = _HDR.unpack_from(data)
+            if 20 <= ln <= len(data) <= (ln + 3) & ~3:
+                kind = _KINDS.get(mtype | (flags & _CREATE) << 6)
+                if kind is None:
+                    return []
+                if not kind[1]:
+                    try:
+                        return [_make_event(kind[0], self._flow(data, 0, ln), None, pid, None,
+                                            None)]
+                    except NetlinkDecodeError:
+                        self.malformed += 1
+                        return []
         out: list[Event] = []
         off = 0
         end = len(data)
@@ -241,6 +278,15 @@ class EventReader:
 
     def feed_raw(self, data: bytes) -> list[RawEvent]:
         """The events of one datagram as :class:`RawEvent` (nothing decoded)."""
+        if self._plain and not self.lost and len(data) >= 20:
+            # the usual datagram: one message, nothing to select or track
+            ln, mtype, flags, _seq, pid = _HDR.unpack_from(data)
+            if 20 <= ln <= len(data) <= (ln + 3) & ~3:
+                kind = _KINDS.get(mtype | (flags & _CREATE) << 6)
+                if kind is None:
+                    return []
+                return [_tnew(RawEvent, (kind[0], data, 0, ln, data[16], pid, kind[1], None,
+                                         False))]
         out: list[RawEvent] = []
         off = 0
         end = len(data)
@@ -261,8 +307,9 @@ class EventReader:
                         try:
                             if self.track and not kind[1]:
                                 self._note(data, off, ln, fam, etype)
-                            out.append(RawEvent(etype, data, off, ln, fam, pid, kind[1],
-                                                self._take_lost() if self.lost else None))
+                            out.append(_tnew(RawEvent, (etype, data, off, ln, fam, pid, kind[1],
+                                                        self._take_lost() if self.lost else None,
+                                                        False)))
                         except NetlinkDecodeError:
                             self.malformed += 1
             off += (ln + 3) & ~3
@@ -311,16 +358,16 @@ class EventReader:
                 key = _key(buf, off, plan, fam)
                 etype = EventType.UPDATE if key in alive else EventType.NEW
                 if raw:
-                    ev = RawEvent(etype, buf, off, ln, fam, 0, False, None, True)
+                    ev = RawEvent(etype, buf, off, ln, fam, 0, False, self.lost or None, True)
                 else:
-                    ev = _make_event(etype, FLOWS.decode(buf, off, ln, fam), None, 0, None, True)
+                    ev = _make_event(etype, FLOWS.decode(buf, off, ln, fam), None, 0,
+                                     self.lost or None, True)
             except NetlinkDecodeError:
                 self.malformed += 1
                 continue
+            self.lost = 0
             seen.add(key)
             alive.add(key)
-            if self.lost:
-                ev.lost = self._take_lost()
             out.append(ev)
         return out
 
@@ -336,13 +383,12 @@ class EventReader:
         out: list = []
         for key in sorted(gone):
             msg = destroy_message(key)
+            lost = self._take_lost()
             if raw:
-                ev = RawEvent(EventType.DESTROY, msg, 0, len(msg), key[0], 0, False, None, True)
+                ev = RawEvent(EventType.DESTROY, msg, 0, len(msg), key[0], 0, False, lost, True)
             else:
                 ev = _make_event(EventType.DESTROY, FLOWS.decode(msg, 0, len(msg), key[0]), None,
-                                 0, None, True)
-            if self.lost:
-                ev.lost = self._take_lost()
+                                 0, lost, True)
             out.append(ev)
         return out
 

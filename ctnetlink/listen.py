@@ -156,7 +156,7 @@ class Listener:
         try:
             while True:
                 try:
-                    got = self._pull(raw, 1, True)
+                    got = self._pull(raw, 256, True)
                 except OSError as e:
                     if e.errno == E.EBADF or self.sock.closed:
                         return
@@ -188,16 +188,16 @@ class Listener:
                     continue
                 before = sock.overruns
                 wait = block and not out and not self._gap
-                data = sock.recv(nowait=not wait)
-                if data is not None:
+                batch = sock.recv_many(max(1, min(64, limit - len(out))), nowait=not wait)
+                for data in batch:
                     out += feed(data)
-                elif sock.overruns != before:
+                if sock.overruns != before:
                     self._gap = True
-                    self.overruns += 1
-                elif self._gap:
+                    self.overruns += sock.overruns - before
+                elif not batch:
+                    if not self._gap:
+                        break
                     self._close_gap()
-                else:
-                    break
         except Exception as e:
             if not out:
                 raise

@@ -76,6 +76,65 @@ def _proc_drops(protocol: int, portid: int) -> int:
     return 0
 
 
+class _MultiRecv:
+    """``recvmmsg(2)`` through ctypes (the socket module has no binding for it): one
+    system call for up to ``vlen`` datagrams, each received into its own
+    :data:`RECV_SIZE` slot of one buffer and copied out at its length."""
+
+    MSG_WAITFORONE = 0x10000
+
+    def __init__(self, vlen: int) -> None:
+        import ctypes
+
+        class iovec(ctypes.Structure):
+            _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+        class msghdr(ctypes.Structure):
+            _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                        ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
+                        ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                        ("msg_flags", ctypes.c_int)]
+
+        class mmsghdr(ctypes.Structure):
+            _fields_ = [("msg_hdr", msghdr), ("msg_len", ctypes.c_uint)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._call = libc.recvmmsg
+        self._call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                               ctypes.c_void_p]
+        self._call.restype = ctypes.c_int
+        self._get_errno = ctypes.get_errno
+        self.vlen = vlen
+        self._buf = ctypes.create_string_buffer(vlen * RECV_SIZE)
+        self._iov = (iovec * vlen)()
+        self._msgs = (mmsghdr * vlen)()
+        base = ctypes.addressof(self._buf)
+        for i in range(vlen):
+            self._iov[i].iov_base = base + i * RECV_SIZE
+            self._iov[i].iov_len = RECV_SIZE
+            self._msgs[i].msg_hdr.msg_iov = ctypes.addressof(self._iov[i])
+            self._msgs[i].msg_hdr.msg_iovlen = 1
+        self._data = memoryview(self._buf).cast("B")
+        words = memoryview(self._msgs).cast("B").cast("I")
+        stride = ctypes.sizeof(mmsghdr) // 4
+        self._lens = words[mmsghdr.msg_len.offset // 4::stride]
+        self._flags = words[msghdr.msg_flags.offset // 4::stride]
+        self.errno = 0
+
+    def recv(self, fd: int, count: int, nowait: bool) -> list[bytes] | None:
+        """The datagrams received, or None with ``self.errno`` set."""
+        n = self._call(fd, self._msgs, min(count, self.vlen),
+                       _socket.MSG_DONTWAIT if nowait else self.MSG_WAITFORONE, None)
+        if n < 0:
+            self.errno = self._get_errno()
+            return None
+        if any(self._flags[:n].tolist()) and any(f & _socket.MSG_TRUNC for f in self._flags[:n]):
+            raise OSError(errno.EMSGSIZE, "netlink datagram larger than the receive buffer")
+        data = self._data
+        return [data[i * RECV_SIZE:i * RECV_SIZE + ln].tobytes()
+                for i, ln in enumerate(self._lens[:n].tolist())]
+
+
 class Tap:
     """Anything with ``write(data, direction, family=12, ts_ns=None)`` records datagrams
     (``nfnl.pcap.PcapWriter`` fits); this class only documents the interface."""
@@ -158,6 +217,8 @@ class NetlinkSocket:
         self.tap = tap if tap is not None else env_tap()
         self._seq = itertools.count(int(time.time()) & 0x7FFFFFFF)
         self.overruns = 0
+        self._mmsg: _MultiRecv | None = None
+        self._deferred: Exception | None = None
 
     # --- lifetime ---------------------------------------------------------------
     def fileno(self) -> int:
@@ -241,6 +302,49 @@ class NetlinkSocket:
         if self.tap is not None:
             self.tap.write(data, "received", self.protocol)
         return data
+
+    def recv_many(self, count: int = 64, *, nowait: bool = False) -> list[bytes]:
+        """Up to ``count`` datagrams: waits for the first (unless ``nowait``, or the socket
+        is non-blocking), then takes only what is already queued. Empty on ``EAGAIN`` and
+        on ``ENOBUFS`` (counted in ``overruns``: check it after every call, datagrams
+        received before the overrun are returned first). A blocking socket receives them
+        with one ``recvmmsg(2)``; others (timeouts, replays) with ``recv`` calls."""
+        if self._sock.gettimeout() is None and type(self._sock) is _socket.socket:
+            if self._mmsg is None:
+                self._mmsg = _MultiRecv(64)
+            while True:
+                out = self._mmsg.recv(self._sock.fileno(), count, nowait)
+                if out is not None:
+                    break
+                err = self._mmsg.errno
+                if err == errno.EINTR:
+                    continue  # a signal handler (run by the loop's next turn) may raise
+                if err == errno.EAGAIN:
+                    return []
+                if err == errno.ENOBUFS:
+                    self.overruns += 1
+                    return []
+                raise OSError(err, os.strerror(err))
+            if self.tap is not None:
+                for data in out:
+                    self.tap.write(data, "received", self.protocol)
+            return out
+        if self._deferred is not None:
+            exc, self._deferred = self._deferred, None
+            raise exc
+        out = []
+        before = self.overruns
+        data = self.recv(nowait=nowait)
+        while data is not None:
+            out.append(data)
+            if len(out) >= count or self.overruns != before:
+                break
+            try:
+                data = self.recv(nowait=True)
+            except Exception as e:  # raised by the next call: what was received comes first
+                self._deferred = e
+                break
+        return out
 
     @property
     def drops(self) -> int:

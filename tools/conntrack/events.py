@@ -59,8 +59,7 @@ class FlowLines:
         suffixes: dict[int, str] = {}  # port id -> suffix, for this batch
         fb = int.from_bytes
         out = []
-        for r in raws:
-            buf, off, ln, fam = r.buf, r.off, r.len, r.family
+        for etype, buf, off, ln, fam, pid, _exp, _lost, _resync in raws:
             cands = shapes.get(ln)
             if cands is not None:
                 sh = cands[0]
@@ -72,9 +71,9 @@ class FlowLines:
                 sh, v = values(buf, off, ln)
             if filt is not None and not filt(sh.build(v, fam)):
                 continue
-            f = fmts[r.type].get(id(sh))
+            f = fmts[etype].get(id(sh))
             if f is None:
-                f = self._compile(sh, r.type)
+                f = self._compile(sh, etype)
             rec = f(v, fam)
             if rec is None:
                 continue
@@ -82,7 +81,6 @@ class FlowLines:
                 rec = clip(rec, EVENT_BUFFER)
             if stamp is not None:
                 rec = stamp() + rec
-            pid = r.portid
             if pid:
                 sfx = suffixes.get(pid)
                 if sfx is None:
