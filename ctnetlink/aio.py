@@ -21,10 +21,10 @@ from nfnl.message import DumpReader, build_nfnl
 from nfnl.socket import NetlinkSocket
 
 from . import constants as K
-from .client import _TABLES, Conntrack
+from .client import _TABLES, EVENT_RCVBUF, Conntrack
 from .errors import wrap
 from .filters import Filter
-from .listen import EVENT_RCVBUF, Listener
+from .listen import Listener
 from .model import Event, Flow, Tuple
 
 

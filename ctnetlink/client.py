@@ -28,10 +28,12 @@ from .decode import Decoder
 from .encode import encode_expect, encode_flow, encode_tuple
 from .errors import ConntrackError, wrap
 from .filters import Filter
-from .listen import EVENT_RCVBUF
 from .model import AF_INET, CpuStats, Event, EventType, Expect, Flow, Tuple
 
 from nfnl.codec import nla_nest
+
+EVENT_RCVBUF = 128 << 20
+"""Default receive buffer for event sockets: enough for a 100,000-event burst."""
 
 
 _U32 = struct.Struct(">I")

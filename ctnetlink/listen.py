@@ -37,12 +37,10 @@ from nfnl.message import DumpReader, build_nfnl
 from nfnl.socket import NetlinkSocket
 
 from . import constants as K
+from .client import EVENT_RCVBUF
 from .errors import wrap
 from .events import EventReader, RawEvent
 from .model import Event, EventType
-
-EVENT_RCVBUF = 128 << 20
-"""Default receive buffer for event sockets: enough for a 100,000-event burst."""
 
 SIOCGSKNS = 0x894C
 """ioctl: a file descriptor of a socket's network namespace."""

@@ -15,11 +15,10 @@ import struct
 import sys
 
 from ctnetlink import constants as K
-from ctnetlink.client import Conntrack
+from ctnetlink.client import EVENT_RCVBUF, Conntrack
 from ctnetlink.decode import Decoder
 from ctnetlink.encode import encode_expect, encode_flow, encode_tuple
 from ctnetlink.filters import Filter
-from ctnetlink.listen import EVENT_RCVBUF
 from ctnetlink.model import Flow, Tuple
 from nfnl.codec import nla_nest
 from nfnl.constants import (
