@@ -324,7 +324,7 @@ class Conntrack:
         when the socket is closed; closing the iterator closes a socket it opened.
         """
         return self.listen(groups, rcvbuf=rcvbuf, family=family, on_overrun=on_overrun,
-                           sock=sock, resync=resync).events()
+                           sock=sock, resync=resync).events(close=True)
 
     # --- expectations -------------------------------------------------------------------
     def dump_expect(self, family: int = AF_INET) -> Iterator[Expect]:

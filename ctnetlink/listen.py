@@ -65,11 +65,13 @@ class Listener:
         resync: bool = False, on_overrun: Callable[[int], None] | None = None,
         sock: NetlinkSocket | None = None, nonblocking: bool = False,
     ) -> None:
+        if types is not None:
+            types = frozenset(EventType(t) for t in types)
         if resync:
             need = K.Group.NEW | K.Group.DESTROY
             bound = groups if sock is None else sock.groups
             if bound & need != need or (types is not None and not
-                                        {EventType.NEW, EventType.DESTROY} <= set(types)):
+                                        {EventType.NEW, EventType.DESTROY} <= types):
                 raise ValueError("resync needs the NEW and DESTROY events")
         self.own = sock is None
         self.sock = sock if sock is not None else NetlinkSocket(groups=groups, rcvbuf=rcvbuf,
@@ -140,15 +142,16 @@ class Listener:
     def __iter__(self) -> Iterator[Event]:
         return self.events()
 
-    def events(self) -> Iterator[Event]:
-        """Block for events; ends when the socket is closed (or raises its timeout)."""
-        return self._iterate(False)
+    def events(self, *, close: bool = False) -> Iterator[Event]:
+        """Block for events; ends when the socket is closed (or raises its timeout).
+        With ``close``, the listener is closed when the iterator ends."""
+        return self._iterate(False, close)
 
-    def raw(self) -> Iterator[RawEvent]:
+    def raw(self, *, close: bool = False) -> Iterator[RawEvent]:
         """Like :meth:`events`, as :class:`~ctnetlink.events.RawEvent`."""
-        return self._iterate(True)
+        return self._iterate(True, close)
 
-    def _iterate(self, raw: bool) -> Iterator:
+    def _iterate(self, raw: bool, close: bool) -> Iterator:
         import select
 
         try:
@@ -166,7 +169,7 @@ class Listener:
                 else:  # a non-blocking socket with nothing to read
                     select.select([self], [], [])
         finally:
-            if self.own:
+            if close:
                 self.close()
 
     def _pull(self, raw: bool, limit: int, block: bool) -> list:
