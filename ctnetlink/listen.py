@@ -92,10 +92,14 @@ class Listener:
         if resync:
             # opened now, in the namespace the listener is made in (never later, when the
             # thread may have moved), and checked against a socket we were given
-            self._dump_sock = NetlinkSocket(self.sock.protocol, rcvbuf=4 << 20)
-            if not self.own and not _same_netns(self.sock, self._dump_sock):
-                self._dump_sock.close()
-                raise ValueError("resync: the event socket belongs to another network namespace")
+            try:
+                self._dump_sock = NetlinkSocket(self.sock.protocol, rcvbuf=4 << 20)
+                if not self.own and not _same_netns(self.sock, self._dump_sock):
+                    raise ValueError("resync: the event socket belongs to another network "
+                                     "namespace")
+            except BaseException:
+                self.close()
+                raise
 
     # --- lifetime -----------------------------------------------------------------------
     def fileno(self) -> int:
@@ -183,13 +187,16 @@ class Listener:
         feed = self.reader.feed_raw if raw else self.reader.feed
         sock = self.sock
         try:
-            while len(out) < limit:
+            # (without blocking, a loss is always counted before returning: nothing would
+            # make the socket readable again once its queue is empty)
+            while len(out) < limit or (self._gap and not block):
                 if self._dump is not None:
                     out += self._pump_dump(raw)
                     continue
                 before = sock.overruns
                 wait = block and not out and not self._gap
-                batch = sock.recv_many(max(1, min(64, limit - len(out))), nowait=not wait)
+                count = 64 if self._gap else max(1, min(64, limit - len(out)))
+                batch = sock.recv_many(count, nowait=not wait)
                 for data in batch:
                     out += feed(data)
                 if sock.overruns != before:
