@@ -215,3 +215,36 @@ def test_resync_with_asyncio(ns) -> None:
                 await events.aclose()
 
     asyncio.run(main())
+
+
+def test_resync_with_raw_events_and_keys(ns, ct) -> None:
+    """What a cache of attribute bytes sees: raw events keyed by ``RawEvent.key`` end
+    equal to the keys of a dump (event and dump messages encode a flow alike)."""
+    from ctnetlink.events import RawEvent
+
+    src = ct.listen(resync=True, rcvbuf=4096)
+    alive: set[bytes] = set()
+    resynced = set()
+
+    def apply(raws) -> None:
+        for r in raws:
+            resynced.add((r.type, r.resync))
+            if r.type is EventType.DESTROY:
+                alive.discard(r.key)
+            else:
+                alive.add(r.key)
+
+    known = [flow(i) for i in range(5)]
+    assert ct.create_many(known) == [None] * 5
+    while len(alive) < 5:
+        apply(src.read_raw(block=True))
+    burst(ct, known)
+    while True:
+        got = src.read_raw()
+        if not got:
+            break
+        apply(got)
+    dumped = {RawEvent(EventType.NEW, b, o, n, b[o + 16]).key for b, o, n in ct.dump_raw()}
+    assert alive == dumped and len(dumped) == 2 + 250 + 20
+    assert (EventType.DESTROY, True) in resynced
+    src.close()
