@@ -202,7 +202,7 @@ class Listener:
                 if sock.overruns != before:
                     self._gap = True
                     self.overruns += sock.overruns - before
-                elif not batch:
+                elif len(batch) < count:  # the queue was empty
                     if not self._gap:
                         break
                     self._close_gap()
