@@ -14,20 +14,18 @@ There is no socket here.
 """
 from __future__ import annotations
 
-import struct
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
 from nfnl.errors import NetlinkDecodeError
+from nfnl.message import NFGENMSG, NLMSGHDR
 
 from . import constants as K
 from .decode import Decoder, Shape
 from .model import Event, EventType
 
-_HDR = struct.Struct("=IHHII")
-_NLMSG = struct.Struct("=IHHII")
-_NFGEN = struct.Struct("=BBH")
+_HDR = NLMSGHDR
 _CREATE = 0x400  # NLM_F_CREATE: a NEW message announcing a new entry (else an UPDATE)
 
 _KINDS: dict[int, tuple[EventType, bool]] = {}
@@ -243,37 +241,20 @@ class EventReader:
                         self.malformed += 1
                         return []
         out: list[Event] = []
-        off = 0
-        end = len(data)
-        while end - off >= 16:
-            ln, mtype, flags, _seq, pid = _HDR.unpack_from(data, off)
-            if ln < 16 or ln > end - off:
-                self.malformed += 1
-                break
-            kind = _KINDS.get(mtype | (flags & _CREATE) << 6)
-            if kind is not None:
-                if ln < 20:
-                    self.malformed += 1
+        for etype, off, ln, fam, pid, expect in self._messages(data):
+            try:
+                if expect:
+                    ev = _make_event(etype, None, EXPECTS.decode(data, off, ln, fam), pid, None, None)
                 else:
-                    fam = data[off + 16]
-                    etype = kind[0]
-                    if ((self.family is None or fam == self.family)
-                            and (self.types is None or etype in self.types)):
-                        try:
-                            if kind[1]:
-                                ev = _make_event(etype, None, EXPECTS.decode(data, off, ln, fam), pid,
-                                                 None, None)
-                            else:
-                                ev = _make_event(etype, self._flow(data, off, ln), None, pid, None,
-                                                 None)
-                                if self.track:
-                                    self._note(data, off, ln, fam, etype)
-                            if self.lost:
-                                ev.lost = self._take_lost()
-                            out.append(ev)
-                        except NetlinkDecodeError:
-                            self.malformed += 1
-            off += (ln + 3) & ~3
+                    ev = _make_event(etype, self._flow(data, off, ln), None, pid, None, None)
+                    if self.track:
+                        self._note(data, off, ln, fam, etype)
+            except NetlinkDecodeError:
+                self.malformed += 1
+                continue
+            if self.lost:
+                ev.lost = self._take_lost()
+            out.append(ev)
         return out
 
     def feed_raw(self, data: bytes) -> list[RawEvent]:
@@ -288,31 +269,15 @@ class EventReader:
                 return [_tnew(RawEvent, (kind[0], data, 0, ln, data[16], pid, kind[1], None,
                                          False))]
         out: list[RawEvent] = []
-        off = 0
-        end = len(data)
-        while end - off >= 16:
-            ln, mtype, flags, _seq, pid = _HDR.unpack_from(data, off)
-            if ln < 16 or ln > end - off:
-                self.malformed += 1
-                break
-            kind = _KINDS.get(mtype | (flags & _CREATE) << 6)
-            if kind is not None:
-                if ln < 20:
+        for etype, off, ln, fam, pid, expect in self._messages(data):
+            if self.track and not expect:
+                try:
+                    self._note(data, off, ln, fam, etype)
+                except NetlinkDecodeError:
                     self.malformed += 1
-                else:
-                    fam = data[off + 16]
-                    etype = kind[0]
-                    if ((self.family is None or fam == self.family)
-                            and (self.types is None or etype in self.types)):
-                        try:
-                            if self.track and not kind[1]:
-                                self._note(data, off, ln, fam, etype)
-                            out.append(_tnew(RawEvent, (etype, data, off, ln, fam, pid, kind[1],
-                                                        self._take_lost() if self.lost else None,
-                                                        False)))
-                        except NetlinkDecodeError:
-                            self.malformed += 1
-            off += (ln + 3) & ~3
+                    continue
+            out.append(_tnew(RawEvent, (etype, data, off, ln, fam, pid, expect,
+                                        self._take_lost() if self.lost else None, False)))
         return out
 
     def _note(self, data, off: int, ln: int, fam: int, etype: EventType) -> None:
@@ -401,8 +366,8 @@ def destroy_message(key: bytes) -> bytes:
     """A DESTROY message for the flow with :attr:`RawEvent.key` ``key`` (its original
     tuple and zone; what a synthetic DESTROY event carries)."""
     body = key[1:]
-    return (_NLMSG.pack(20 + len(body), K.IPCTNL_MSG_CT_DELETE, 0, 0, 0)
-            + _NFGEN.pack(key[0], 0, 0) + body)
+    return (NLMSGHDR.pack(20 + len(body), K.IPCTNL_MSG_CT_DELETE, 0, 0, 0)
+            + NFGENMSG.pack(key[0], 0, 0) + body)
 
 
 __all__ = ["EventReader", "RawEvent", "event_type", "destroy_message", "FLOWS", "EXPECTS"]
