@@ -40,14 +40,19 @@ class FlowLines:
         o = inv.output
         self.mod = _format_module(inv)
         self.opts = {ev: fmt_options(inv, event=ev) for ev in (1, 2, 3)}
-        self.fmts: dict[int, dict[int, object]] = {1: {}, 2: {}, 3: {}}
+        # per event type: Shape -> formatter (keyed by the shape itself, which the dict
+        # keeps alive: an id could be reused once the decoder dropped its shapes)
+        self.fmts: dict[int, dict[object, object]] = {1: {}, 2: {}, 3: {}}
         self.filt = make_filter(inv)  # the family is selected by the listener
         ts = bool(o & OutputFlag.TIMESTAMP) and not o & (OutputFlag.XML | OutputFlag.JSON)
         self.stamp = _stamper(output_clock()) if ts else None
         self.js = bool(o & OutputFlag.JSON)
 
     def _compile(self, sh, etype: int):
-        f = self.fmts[etype][id(sh)] = self.mod.compile_for_shape(sh, self.opts[etype])
+        by_shape = self.fmts[etype]
+        if len(by_shape) > 4096:
+            by_shape.clear()
+        f = by_shape[sh] = self.mod.compile_for_shape(sh, self.opts[etype])
         return f
 
     def lines(self, raws: list, progname: ProgName) -> list[str]:
@@ -71,7 +76,7 @@ class FlowLines:
                 sh, v = values(buf, off, ln)
             if filt is not None and not filt(sh.build(v, fam)):
                 continue
-            f = fmts[etype].get(id(sh))
+            f = fmts[etype].get(sh)
             if f is None:
                 f = self._compile(sh, etype)
             rec = f(v, fam)
