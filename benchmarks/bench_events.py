@@ -81,6 +81,7 @@ def reference(ns: str, flows: int) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--flows", type=int, default=50_000)
+    ap.add_argument("--modes", default="events,raw", help="events (Event objects), raw (RawEvent)")
     a = ap.parse_args()
     with netns("evl") as ns:
         ref_cpu, rn = reference(ns, a.flows)
@@ -88,6 +89,8 @@ def main() -> None:
               flush=True)
         for mode, label in (("events", "Conntrack.events() -> Event"),
                             ("raw", "Listener.read_raw() -> RawEvent")):
+            if mode not in a.modes.split(","):
+                continue
             rate, cpu = library(ns, mode, a.flows)
             print(f"{label:<34} {rate:9,.0f} events/s   {cpu * 1e6:6.2f} us/event CPU"
                   f" ({1 / cpu:9,.0f} events/s of CPU)   ratio to C {cpu / ref_cpu:5.2f}x", flush=True)

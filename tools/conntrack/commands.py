@@ -810,9 +810,10 @@ def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
 
 
 def cmd_event(inv: Invocation, ctx: Context) -> int:
-    from .events import cmd_event
+    sock = open_event_socket(inv, ctx)  # first: its failure is the reference's message
+    from .events import listen_and_print
 
-    return cmd_event(inv, ctx)
+    return listen_and_print(inv, ctx, sock)
 
 
 # --- expectations ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ctnetlink.events import FLOWS
 from ctnetlink.formats.text import EVENT_BUFFER, clip, timestamp_prefix_now, userspace_suffix
 from ctnetlink.listen import Listener
 
-from .commands import Stop, _format_module, _now, fmt_options, open_event_socket, output_clock
+from .commands import Stop, _format_module, _now, fmt_options, output_clock
 from .errors import OtherProblem
 from .invocation import Command, Invocation, OutputFlag
 from .messages import ENOBUFS_WARNING, strerror
@@ -27,6 +27,8 @@ from .userfilter import make_filter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from nfnl.socket import NetlinkSocket
+
     from .commands import Context
 
 BATCH = 4096
@@ -142,11 +144,12 @@ def _jstr(s: str) -> str:
     return json.dumps(s)
 
 
-def cmd_event(inv: Invocation, ctx: Context) -> int:
+def listen_and_print(inv: Invocation, ctx: Context, sock: NetlinkSocket) -> int:
+    """``-E``/``-E expect`` on the opened event socket ``sock``: until SIGINT/SIGTERM;
+    returns the number of events printed."""
     from .parse import runtime_checks
 
     expect = inv.command == Command.EXP_EVENT
-    sock = open_event_socket(inv, ctx)
     if not ctx.batch:
         runtime_checks(inv)
     out = ctx.out
