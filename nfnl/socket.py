@@ -1,11 +1,12 @@
-"""The AF_NETLINK socket layer (stdlib ``socket`` only): it moves bytes, nothing more.
+"""The AF_NETLINK socket layer (stdlib only): it moves bytes, nothing more.
 
 :class:`NetlinkSocket` opens a raw netlink socket (``NETLINK_NETFILTER`` by default),
 numbers requests, waits for ACKs, follows dumps across many ``recv`` buffers until
 ``NLMSG_DONE``, maps ``NLMSG_ERROR`` to :class:`~nfnl.errors.NetlinkError`, joins
 multicast groups, sizes the receive buffer, counts ``ENOBUFS`` overruns instead of
-dying (and reads the kernel's count of dropped messages), works non-blocking for
-selectors and sends many requests in one datagram.
+dying (and reads the kernel's count of dropped messages), receives a batch of
+datagrams in one ``recvmmsg(2)`` (through ``ctypes``, which the ``socket`` module lacks),
+works non-blocking for selectors and sends many requests in one datagram.
 Every datagram can be recorded to a pcap (``tap=`` or the ``NFNL_PCAP`` environment
 variable).
 """
