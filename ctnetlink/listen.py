@@ -119,6 +119,12 @@ class Listener:
     def closed(self) -> bool:
         return self.sock.closed
 
+    @property
+    def repairing(self) -> bool:
+        """Between an overrun and the end of its count (and, with ``resync``, of the
+        dump): the consumer's view is not yet the kernel's."""
+        return self._gap or self._dump is not None
+
     def close(self) -> None:
         if self.own:
             self.sock.close()
