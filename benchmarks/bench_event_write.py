@@ -32,7 +32,7 @@ FORMATS = {
     "plain": [], "extended": ["-o", "extended"], "id": ["-o", "id"],
     "timestamp": ["-o", "timestamp"], "ktimestamp": ["-o", "ktimestamp"],
     "labels": ["-o", "labels"], "save": ["-o", "save"], "xml": ["-o", "xml"],
-    "xml,timestamp": ["-o", "xml,timestamp"], "extended,id,timestamp": ["-o", "extended,id,timestamp"],
+    "xml+timestamp": ["-o", "xml,timestamp"], "extended+id+timestamp": ["-o", "extended,id,timestamp"],
     "json": ["-o", "json"],
 }
 
