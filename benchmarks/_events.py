@@ -93,6 +93,12 @@ class Listener:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"{argv} never listened")
             time.sleep(0.005)
+        self.cpu0 = self.cpu()
+
+    def cpu(self) -> float:
+        """CPU seconds the listener used so far (``/proc/PID/schedstat``, nanoseconds)."""
+        with open(f"/proc/{self.proc.pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
 
     def lines(self) -> int:
         with open(self.file.name, "rb") as f:
@@ -115,14 +121,15 @@ class Listener:
         raise TimeoutError("listener never finished")
 
     def stop(self) -> tuple[float, int, bytes]:
-        """SIGINT; returns (CPU seconds, lines written, stderr)."""
+        """SIGINT; returns (CPU seconds since it listened: start-up excluded, lines
+        written, stderr)."""
+        cpu = self.cpu() - self.cpu0
         os.kill(self.proc.pid, signal.SIGINT)
         err = self.proc.stderr.read()
-        _, status, ru = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.proc.wait()
         n = self.lines()
         os.unlink(self.file.name)
-        return ru.ru_utime + ru.ru_stime, n, err
+        return cpu, n, err
 
 
 class Burst:
