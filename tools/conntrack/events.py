@@ -107,11 +107,16 @@ def _stamper(clock):
     """``-o timestamp``: the §8.2 prefix for now (one clock reading per event)."""
     if clock is not None:
         return lambda: timestamp_prefix_now(clock)
-    from time import time_ns
+    from time import time
+
+    last = [-1, ""]  # the second and its text
 
     def stamp() -> str:
-        ns = time_ns()
-        return f"[{ns // 1_000_000_000:08d}.{ns // 1000 % 1_000_000:06d}]\t"
+        t = time()
+        sec = int(t)
+        if sec != last[0]:
+            last[0], last[1] = sec, f"[{sec:08d}."
+        return last[1] + "%06d]\t" % int((t - sec) * 1_000_000)
 
     return stamp
 
