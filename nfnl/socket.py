@@ -218,7 +218,7 @@ class NetlinkSocket:
         self.tap = tap if tap is not None else env_tap()
         self._seq = itertools.count(int(time.time()) & 0x7FFFFFFF)
         self.overruns = 0
-        self._mmsg: _MultiRecv | None = None
+        self._mmsg: _MultiRecv | None | bool = None  # False: recvmmsg unavailable
         self._deferred: Exception | None = None
 
     # --- lifetime ---------------------------------------------------------------
@@ -310,9 +310,14 @@ class NetlinkSocket:
         on ``ENOBUFS`` (counted in ``overruns``: check it after every call, datagrams
         received before the overrun are returned first). A blocking socket receives them
         with one ``recvmmsg(2)``; others (timeouts, replays) with ``recv`` calls."""
-        if self._sock.gettimeout() is None and type(self._sock) is _socket.socket:
+        if (self._sock.gettimeout() is None and type(self._sock) is _socket.socket
+                and self._mmsg is not False):
             if self._mmsg is None:
-                self._mmsg = _MultiRecv(64)
+                try:
+                    self._mmsg = _MultiRecv(64)
+                except (ImportError, OSError, AttributeError):  # no ctypes, no recvmmsg
+                    self._mmsg = False
+                    return self.recv_many(count, nowait=nowait)
             while True:
                 out = self._mmsg.recv(self._sock.fileno(), count, nowait)
                 if out is not None:
