@@ -18,6 +18,7 @@ import pytest
 from ctnetlink.aio import AsyncConntrack
 from ctnetlink.client import Conntrack
 from ctnetlink.constants import Group
+from ctnetlink.events import EventReader
 from ctnetlink.model import EventType, Flow, Tuple
 from nfnl.socket import NetlinkSocket
 
@@ -248,3 +249,18 @@ def test_resync_with_raw_events_and_keys(ns, ct) -> None:
     assert alive == dumped and len(dumped) == 2 + 250 + 20
     assert (EventType.DESTROY, True) in resynced
     src.close()
+
+
+@pytest.mark.parametrize("mmsg", [True, False], ids=["recvmmsg", "recv loop"])
+def test_recv_many_takes_what_is_queued(ns, ct, mmsg: bool) -> None:
+    sock = NetlinkSocket(groups=Group.NEW, rcvbuf=1 << 20)
+    if not mmsg:
+        sock._mmsg = False  # as without ctypes
+    flows = [flow(i) for i in range(100)]
+    assert ct.create_many(flows) == [None] * 100
+    first = sock.recv_many(64)
+    rest = sock.recv_many(64)
+    assert (len(first), len(rest), sock.recv_many(64, nowait=True)) == (64, 36, [])
+    got = [ev.flow.orig for data in first + rest for ev in EventReader().feed(data)]
+    assert got == [f.orig for f in flows]
+    sock.close()
