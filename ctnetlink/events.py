@@ -245,10 +245,13 @@ class EventReader:
             try:
                 if expect:
                     ev = _make_event(etype, None, EXPECTS.decode(data, off, ln, fam), pid, None, None)
+                elif self.track:
+                    sh = FLOWS.shape(data, off, ln)
+                    self._note(sh, data, off, fam, etype)
+                    ev = _make_event(etype, sh.build(sh.struct.unpack_from(data, off + 20), fam),
+                                     None, pid, None, None)
                 else:
                     ev = _make_event(etype, self._flow(data, off, ln), None, pid, None, None)
-                    if self.track:
-                        self._note(data, off, ln, fam, etype)
             except NetlinkDecodeError:
                 self.malformed += 1
                 continue
@@ -272,7 +275,7 @@ class EventReader:
         for etype, off, ln, fam, pid, expect in self._messages(data):
             if self.track and not expect:
                 try:
-                    self._note(data, off, ln, fam, etype)
+                    self._note(FLOWS.shape(data, off, ln), data, off, fam, etype)
                 except NetlinkDecodeError:
                     self.malformed += 1
                     continue
@@ -280,8 +283,8 @@ class EventReader:
                                         self._take_lost() if self.lost else None, False)))
         return out
 
-    def _note(self, data, off: int, ln: int, fam: int, etype: EventType) -> None:
-        plan = _key_plan(FLOWS.shape(data, off, ln))
+    def _note(self, shape: Shape, data, off: int, fam: int, etype: EventType) -> None:
+        plan = _key_plan(shape)
         if plan is None:
             return
         key = _key(data, off, plan, fam)
