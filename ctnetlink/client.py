@@ -21,7 +21,7 @@ from nfnl.constants import (
 )
 from nfnl.errors import NetlinkError
 from nfnl.message import NFGENMSG, build_nfnl
-from nfnl.socket import NetlinkSocket
+from nfnl.socket import EVENT_RCVBUF, NetlinkSocket
 
 from . import constants as K
 from .decode import Decoder
@@ -31,9 +31,6 @@ from .filters import Filter
 from .model import AF_INET, CpuStats, Event, EventType, Expect, Flow, Tuple
 
 from nfnl.codec import nla_nest
-
-EVENT_RCVBUF = 128 << 20
-"""Default receive buffer for event sockets: enough for a 100,000-event burst."""
 
 
 _U32 = struct.Struct(">I")

@@ -34,10 +34,9 @@ if TYPE_CHECKING:
 from nfnl.constants import NLM_F_DUMP, NLM_F_REQUEST
 from nfnl.errors import DumpInterrupted, NetlinkError
 from nfnl.message import DumpReader, build_nfnl
-from nfnl.socket import NetlinkSocket
+from nfnl.socket import EVENT_RCVBUF, NetlinkSocket
 
 from . import constants as K
-from .client import EVENT_RCVBUF
 from .errors import wrap
 from .events import EventReader, RawEvent
 from .model import Event, EventType

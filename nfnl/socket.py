@@ -31,6 +31,9 @@ from .message import NLMSGHDR, DumpReader, iter_messages, parse_error
 
 RECV_SIZE = 1 << 16
 """Receive buffer per ``recv`` call: the kernel caps one dump skb at 32 KiB."""
+EVENT_RCVBUF = 128 << 20
+"""Socket receive buffer for multicast (event) listeners: room for a burst of 100,000
+conntrack events."""
 
 _LEN_TYPE = struct.Struct("=IH")
 _ERRNO = struct.Struct("=i")

@@ -10,7 +10,6 @@ of ``-U``. See ``docs/compatibility.md``.
 from __future__ import annotations
 
 import errno as E
-import os
 import struct
 import sys
 
@@ -28,7 +27,10 @@ from nfnl.errors import NetlinkError
 from nfnl.message import build_nfnl
 from nfnl.socket import NetlinkSocket
 
-from .errors import PREFIX, OtherProblem
+from .errors import PREFIX, OtherProblem, Stop  # noqa: F401 - Stop: for tools/fixture/replaying
+from .formatting import fixed_now as _now
+from .formatting import fmt_options, output_clock
+from .formatting import format_module as _format_module
 from .invocation import Command, Invocation, OutputFlag, Table
 from .messages import operation_failed, strerror
 from .output import Stdout
@@ -102,60 +104,6 @@ def socket_step(e: OSError) -> str:
 
 def failed(code: int, command: Command | None) -> OtherProblem:
     return OtherProblem(f"Operation failed: {operation_failed(code, command)}")
-
-
-# --- output options ------------------------------------------------------------------
-
-_FIXED_CLOCKS: dict[str, Callable[[], float]] = {}
-
-
-def output_clock() -> Callable[[], float] | None:
-    """The clock outputs are computed against (``delta-time``, ``<when>``, ``-o
-    timestamp``): None for the real one, or a fixed time when the environment variable
-    ``CONNTRACK_NOW`` holds seconds since the epoch (replaying a recorded run)."""
-    now = os.environ.get("CONNTRACK_NOW")
-    if not now:
-        return None
-    clock = _FIXED_CLOCKS.get(now)
-    if clock is None:
-        value = float(now)
-        clock = _FIXED_CLOCKS[now] = lambda: value
-    return clock
-
-
-def _now() -> float | None:
-    clock = output_clock()
-    return None if clock is None else clock()
-
-
-def _labels(inv: Invocation):
-    lm = inv.label_map
-    return None if lm is None else dict(lm.names)
-
-
-def fmt_options(inv: Invocation, *, event: int | None = None, ktimestamp: bool = True,
-                labels: bool = True, save_prefix: str | None = None):
-    from ctnetlink.formats import Options
-
-    o = inv.output
-    return Options(extended=bool(o & OutputFlag.EXTENDED), id=bool(o & OutputFlag.ID),
-                   ktimestamp=ktimestamp and bool(o & OutputFlag.KTIMESTAMP),
-                   timestamp=bool(o & OutputFlag.TIMESTAMP),
-                   labels=_labels(inv) if labels else None, event=event,
-                   save_prefix=save_prefix, clock=output_clock())
-
-
-def _format_module(inv: Invocation):
-    o = inv.output
-    if o & OutputFlag.JSON:
-        from ctnetlink.formats import json as mod
-    elif o & OutputFlag.SAVE:
-        from ctnetlink.formats import save as mod
-    elif o & OutputFlag.XML:
-        from ctnetlink.formats import xml as mod
-    else:
-        from ctnetlink.formats import text as mod
-    return mod
 
 
 class Printer:
@@ -782,10 +730,6 @@ def cmd_exp_stats(inv: Invocation, ctx: Context) -> int:
 
 
 # --- -E --------------------------------------------------------------------------------------
-
-class Stop(Exception):
-    """SIGINT/SIGTERM ended an event listener."""
-
 
 def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
     try:

@@ -18,8 +18,8 @@ from ctnetlink.events import FLOWS
 from ctnetlink.formats.text import EVENT_BUFFER, clip, timestamp_prefix_now, userspace_suffix
 from ctnetlink.listen import Listener
 
-from .commands import Stop, _format_module, _now, fmt_options, output_clock
-from .errors import OtherProblem
+from .errors import OtherProblem, Stop
+from .formatting import fixed_now, fmt_options, format_module, output_clock
 from .invocation import Command, Invocation, OutputFlag
 from .messages import ENOBUFS_WARNING, strerror
 from .progname import ProgName
@@ -29,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from nfnl.socket import NetlinkSocket
 
-    from .commands import Context
+    from .commands import Context  # noqa: F401 - annotations only
 
 BATCH = 4096
 """Events taken from the socket (at most) before they are printed."""
@@ -40,7 +40,7 @@ class FlowLines:
 
     def __init__(self, inv: Invocation) -> None:
         o = inv.output
-        self.mod = _format_module(inv)
+        self.mod = format_module(inv)
         self.opts = {ev: fmt_options(inv, event=ev) for ev in (1, 2, 3)}
         # per event type: Shape -> formatter (keyed by the shape itself, which the dict
         # keeps alive: an id could be reused once the decoder dropped its shapes)
@@ -137,7 +137,7 @@ class ExpectLines:
         for r in raws:
             exp = r.decode().expect
             if self.xml:
-                out.append(xfmt.format_expect_xml(exp, int(r.type), timestamp=self.ts, now=_now()))
+                out.append(xfmt.format_expect_xml(exp, int(r.type), timestamp=self.ts, now=fixed_now()))
             else:
                 rec = xfmt.format_expect(exp, int(r.type))
                 out.append(xfmt.timestamp_prefix_now(output_clock()) + rec if self.ts else rec)
