@@ -1,68 +1,99 @@
-"""Event burst: 50,000 creations then a flush (100,000 events) received by ``events()``.
+"""The library's event rates: ``Conntrack.events()`` decoding to Event objects, and
+``Listener.read_raw()`` (undecoded), against the C tool's per-event cost.
 
-Usage (root): ``python3 benchmarks/bench_events.py [--flows N]``. In a private namespace
-our listener (``Conntrack().events()``, default 128 MiB buffer) and the reference
-``conntrack -E`` listen side by side while the burst is generated; prints how many
-events each received and how many the library reports as lost.
+Usage (root): ``python3 benchmarks/bench_events.py [--flows N]``. In a private namespace,
+for each mode a listener process binds its event socket (128 MiB buffer) and waits while
+a burst of 2N events (N creations, then a flush) is queued; then it drains the queue and
+reports events/s and CPU time per event. The C ``conntrack -E`` (writing to a file)
+listens during the burst and its CPU time per event shown is the reference cost (its
+default buffer loses events: the cost is per event it printed).
+Target (issue 7): ``Conntrack.events()`` >= 150,000 events/s.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
-import time
 
-from _common import ROOT, fill, netns
+from _common import ROOT, netns
+from _events import Burst, Listener
 
 LISTEN = r"""
 import sys, time
 from ctnetlink.client import Conntrack
-from nfnl.socket import NetlinkSocket
-from ctnetlink.client import EVENT_RCVBUF
-sock = NetlinkSocket(groups=7, rcvbuf=EVENT_RCVBUF)
+mode, n = sys.argv[1], int(sys.argv[2])
+ct = Conntrack()
+if mode == "events":
+    it = ct.events()            # bound now: the burst is queued
+else:
+    lst = ct.listen()
 print("ready", flush=True)
-sock.settimeout(float(sys.argv[1]))
-n = lost = 0
-reported = []
-t0 = None
-try:
-    for ev in Conntrack().events(sock=sock, on_overrun=reported.append):
-        if t0 is None:
-            t0 = time.perf_counter()
-        n += 1
-except TimeoutError:
-    pass
-print(f"received {n} lost {sum(reported)} overruns {len(reported)} rcvbuf {sock.rcvbuf}", flush=True)
+sys.stdin.readline()
+t0, c0 = time.perf_counter(), time.process_time()
+got = 0
+if mode == "events":
+    for ev in it:
+        got += 1
+        if got == n:
+            break
+else:
+    while got < n:
+        got += len(lst.read_raw(4096, block=True))
+dt, dc = time.perf_counter() - t0, time.process_time() - c0
+print(f"{got} {dt} {dc}", flush=True)
 """
+
+
+def library(ns: str, mode: str, flows: int) -> tuple[float, float]:
+    """(events/s, CPU seconds per event) of one library listener draining a queued burst."""
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTEN, mode,
+                          str(2 * flows)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True, cwd=ROOT)
+    burst = Burst(ns, flows)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        burst.fire()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        got, dt, dc = p.stdout.readline().split()
+        assert int(got) == 2 * flows, got
+    finally:
+        burst.end()
+        p.kill()
+        p.wait()
+    return int(got) / float(dt), float(dc) / int(got)
+
+
+def reference(ns: str, flows: int) -> tuple[float, int]:
+    """The C tool listening during a burst: (CPU seconds per event printed, events)."""
+    burst = Burst(ns, flows)
+    ref = Listener(ns, ["/usr/sbin/conntrack"])
+    try:
+        burst.fire()
+        ref.wait_lines(2 * flows)
+        cpu, n, _ = ref.stop()
+    finally:
+        burst.end()
+        ref.proc.kill()
+    return cpu / max(n, 1), n
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--flows", type=int, default=50_000)
-    ap.add_argument("--idle", type=float, default=3.0)
+    ap.add_argument("--modes", default="events,raw", help="events (Event objects), raw (RawEvent)")
     a = ap.parse_args()
-    with netns("bevt") as ns:
-        ours = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTEN, str(a.idle)],
-                                stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert ours.stdout.readline().strip() == "ready"
-        ref = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/sbin/conntrack", "-E"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)  # the reference prints nothing when it is ready; give it a moment
-        t0 = time.perf_counter()
-        fill(ns, a.flows)
-        subprocess.run(["ip", "netns", "exec", ns, "/usr/sbin/conntrack", "-F"],
-                       stderr=subprocess.DEVNULL, check=True)
-        gen = time.perf_counter() - t0
-        out = ours.stdout.read().strip()
-        ours.wait()
-        time.sleep(a.idle)
-        os.kill(ref.pid, signal.SIGINT)
-        _, err = ref.communicate()
-        print(f"{2 * a.flows} events generated in {gen:.2f} s")
-        print(f"ours:      {out}")
-        print(f"reference: {err.strip().splitlines()[-1] if err.strip() else '?'}")
+    with netns("evl") as ns:
+        ref_cpu, rn = reference(ns, a.flows)
+        print(f"C conntrack -E: {ref_cpu * 1e6:6.2f} us/event CPU ({rn} of {2 * a.flows} events printed)",
+              flush=True)
+        for mode, label in (("events", "Conntrack.events() -> Event"),
+                            ("raw", "Listener.read_raw() -> RawEvent")):
+            if mode not in a.modes.split(","):
+                continue
+            rate, cpu = library(ns, mode, a.flows)
+            print(f"{label:<34} {rate:9,.0f} events/s   {cpu * 1e6:6.2f} us/event CPU"
+                  f" ({1 / cpu:9,.0f} events/s of CPU)   ratio to C {cpu / ref_cpu:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,10 @@ The public names are available from the package itself and loaded on first use, 
         orig = ctnetlink.Tuple(src="10.0.0.1", dst="10.0.0.2", proto=6, sport=1, dport=2)
         ct.create(ctnetlink.Flow(orig=orig, timeout=300, tcp_state="ESTABLISHED"))
 
-Importing the package registers the ctnetlink message schemas with :mod:`nfnl.message`
-so that generic tooling (pretty printing, replay, pcap decoding) names every attribute.
+Generic netlink tooling (pretty printing, replay, pcap decoding, the scapy layer) names
+ctnetlink's messages through :mod:`ctnetlink.registry`, which ``nfnl.registry`` finds
+through the ``nfnl.subsystems`` entry point: importing the package registers nothing.
 """
-from nfnl.message import register_message as _register
-
-from . import _compiled
-
-
-def _ctrzero_or_exp_stats(buf, off: int, ln: int) -> tuple[str, str]:
-    """0x0103 is both a GET_CTRZERO dump entry and, because the kernel builds expectation
-    statistics replies with the conntrack subsystem, an EXP_GET_STATS_CPU reply. Entries
-    start with a nested tuple; statistics with plain 32-bit counters."""
-    if ln >= 24 and buf[off + 23] & 0x80:
-        return "IPCTNL_MSG_CT_GET_CTRZERO", "ctattr_type"
-    if ln == 20:
-        return "IPCTNL_MSG_CT_GET_CTRZERO", "ctattr_type"
-    return "IPCTNL_MSG_EXP_GET_STATS_CPU", "ctattr_expect_stats"
-
-
-for _mtype, (_name, _set) in _compiled.MESSAGES.items():
-    _register(_mtype, _name, _compiled.ATTRS, _set,
-              _ctrzero_or_exp_stats if _mtype == 0x103 else None)
-del _mtype, _name, _set
-
 
 # --- the public names, imported on first use ------------------------------------------
 
@@ -40,12 +20,13 @@ _EXPORTS = {
     "Conntrack": "client",
     "AsyncConntrack": "aio",
     "Filter": "filters",
+    "EventReader": "events",
+    "RawEvent": "events",
+    "Listener": "listen",
     "decode_flow": "decode",
     "decode_expect": "decode",
-    "FlowKey": "tracking",
-    "ExpectKey": "tracking",
     **dict.fromkeys((
-        "Flow", "Tuple", "Expect", "Event", "Counters",
+        "Flow", "FlowKey", "Tuple", "Expect", "ExpectKey", "Event", "Counters",
         "Timestamp", "NatRange", "SeqAdj", "Synproxy", "TcpInfo", "SctpInfo", "DccpInfo",
         "CpuStats"), "model"),
     **dict.fromkeys(("EventType", "Status", "TcpState", "SctpState", "DccpState", "Group",
@@ -64,16 +45,17 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .enums import (  # noqa: F401
         CtMsg, DccpState, EventType, ExpMsg, Group, SctpState, Status, TcpState,
     )
+    from .events import EventReader, RawEvent  # noqa: F401
+    from .listen import Listener  # noqa: F401
     from .errors import (  # noqa: F401
         Busy, ConntrackError, Expired, FlowExists, FlowNotFound, InvalidArgument, NoSpace,
         NotSupported, OutOfMemory, PermissionDenied,
     )
     from .filters import Filter  # noqa: F401
     from .model import (  # noqa: F401
-        Counters, CpuStats, DccpInfo, Event, Expect, Flow, NatRange, SctpInfo, SeqAdj,
-        Synproxy, TcpInfo, Timestamp, Tuple,
+        Counters, CpuStats, DccpInfo, Event, Expect, ExpectKey, Flow, FlowKey, NatRange,
+        SctpInfo, SeqAdj, Synproxy, TcpInfo, Timestamp, Tuple,
     )
-    from .tracking import ExpectKey, FlowKey  # noqa: F401
 
 
 def __getattr__(name: str):

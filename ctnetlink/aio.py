@@ -1,8 +1,9 @@
 """asyncio variants of :meth:`Conntrack.dump` and :meth:`Conntrack.events`.
 
 The sockets are non-blocking and watched with ``loop.add_reader``; decoding reuses the
-sans-IO :class:`nfnl.message.DumpReader` and the shape decoder, so results are the same
-objects the blocking client yields.
+sans-IO :class:`nfnl.message.DumpReader`, the shape decoder and (events) the
+:class:`~ctnetlink.listen.Listener`, so results are the same objects the blocking client
+yields.
 
 >>> async def main():                                           # doctest: +SKIP
 ...     async with AsyncConntrack() as ct:
@@ -20,20 +21,21 @@ from nfnl.message import DumpReader, build_nfnl
 from nfnl.socket import NetlinkSocket
 
 from . import constants as K
-from .client import EVENT_RCVBUF, _TABLES, Conntrack, _SocketDrops
+from .client import _TABLES, EVENT_RCVBUF, Conntrack
 from .errors import wrap
 from .filters import Filter
+from .listen import Listener
 from .model import Event, Flow, Tuple
 
 
-async def _readable(sock: NetlinkSocket) -> None:
+async def _readable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
-    loop.add_reader(sock.fileno(), fut.set_result, None)
+    loop.add_reader(fd, fut.set_result, None)
     try:
         await fut
     finally:
-        loop.remove_reader(sock.fileno())
+        loop.remove_reader(fd)
 
 
 class AsyncConntrack:
@@ -72,7 +74,7 @@ class AsyncConntrack:
         while not reader.done:
             buf = self.sock.recv()
             if buf is None:
-                await _readable(self.sock)
+                await _readable(self.sock.fileno())
                 continue
             try:
                 items = reader.feed(buf)
@@ -85,37 +87,22 @@ class AsyncConntrack:
 
     def events(
         self, groups: int = K.NL_GROUPS_CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
-        family: int | None = None,
+        family: int | None = None, resync: bool = False,
     ) -> AsyncIterator[Event]:
-        """Like :meth:`Conntrack.events` (subscribed as soon as this is called);
-        overruns are reported in ``Event.lost``. Use as ``async for ev in ct.events()``."""
-        sock = NetlinkSocket(groups=groups, rcvbuf=rcvbuf, nonblocking=True)
-        return self._events(sock, _SocketDrops(sock), family)
+        """Like :meth:`Conntrack.events` (subscribed as soon as this is called); overruns
+        are reported in ``Event.lost`` and, with ``resync``, repaired by a dump (see
+        :mod:`ctnetlink.listen`). Use as ``async for ev in ct.events()``."""
+        return self._events(Listener(groups, rcvbuf=rcvbuf, family=family, resync=resync,
+                                     nonblocking=True))
 
-    async def _events(self, sock: NetlinkSocket, drops: _SocketDrops,
-                      family: int | None) -> AsyncIterator[Event]:
-        decode = self._sync._event_decoders()
-        lost = 0
+    async def _events(self, listener: Listener) -> AsyncIterator[Event]:
         try:
             while True:
-                before = sock.overruns
-                buf = sock.recv()
-                if buf is None:
-                    if sock.overruns != before:
-                        lost += drops.delta()
-                        continue
-                    await _readable(sock)
+                got = listener.read_events()
+                if not got:
+                    await _readable(listener.fileno())
                     continue
-                off = 0
-                while off < len(buf):
-                    ln = int.from_bytes(buf[off:off + 4], "little")
-                    if ln < 16:
-                        break
-                    ev = decode(buf, off, family)
-                    off += (ln + 3) & ~3
-                    if ev is not None:
-                        if lost:
-                            ev.lost, lost = lost, 0
-                        yield ev
+                for ev in got:
+                    yield ev
         finally:
-            sock.close()
+            listener.close()

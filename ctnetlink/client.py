@@ -14,12 +14,15 @@ TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start 
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Iterator
 
+    from .enums import EventType
+    from .listen import Listener
+
 from nfnl.constants import (
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 )
 from nfnl.errors import NetlinkError
 from nfnl.message import NFGENMSG, build_nfnl
-from nfnl.socket import NetlinkSocket
+from nfnl.socket import EVENT_RCVBUF, NetlinkSocket
 
 from . import constants as K
 from .decode import Decoder
@@ -30,8 +33,6 @@ from .model import AF_INET, CpuStats, Event, Expect, Flow, Tuple
 
 from nfnl.codec import nla_nest
 
-EVENT_RCVBUF = 128 << 20
-"""Default receive buffer for event sockets: enough for a 100,000-event burst."""
 
 _U32 = struct.Struct(">I")
 _TABLES = {"conntrack": K.IPCTNL_MSG_CT_GET, "dying": K.IPCTNL_MSG_CT_GET_DYING,
@@ -297,10 +298,24 @@ class Conntrack:
         return out
 
     # --- events -----------------------------------------------------------------------
+    def listen(
+        self, groups: int = K.NL_GROUPS_CONNTRACK, *, family: int | None = None,
+        types: Iterable[EventType] | None = None, rcvbuf: int | None = EVENT_RCVBUF,
+        resync: bool = False, on_overrun: Callable[[int], None] | None = None,
+        sock: NetlinkSocket | None = None, nonblocking: bool = False,
+    ) -> Listener:
+        """A :class:`~ctnetlink.listen.Listener` on the multicast ``groups``: bound now,
+        with ``fileno()`` and non-blocking ``read_events()`` for a ``selectors``/asyncio
+        loop, or iterated (blocking). ``resync=True`` repairs overruns with a dump."""
+        from .listen import Listener
+
+        return Listener(groups, family=family, types=types, rcvbuf=rcvbuf, resync=resync,
+                        on_overrun=on_overrun, sock=sock, nonblocking=nonblocking)
+
     def events(
         self, groups: int = K.NL_GROUPS_CONNTRACK, *, rcvbuf: int | None = EVENT_RCVBUF,
         family: int | None = None, on_overrun: Callable[[int], None] | None = None,
-        sock: NetlinkSocket | None = None,
+        sock: NetlinkSocket | None = None, resync: bool = False,
     ) -> Iterator[Event]:
         """Iterate over conntrack/expectation events of the chosen multicast groups.
 
@@ -308,84 +323,12 @@ class Conntrack:
         this is called (events from then on are kept for the iterator). When the
         kernel drops events (``ENOBUFS``) ``on_overrun(lost)`` is called with the number
         of lost messages (from the socket's drop counter) and the next event carries it
-        in ``Event.lost``. The iterator ends when the socket is closed; closing the
-        iterator closes a socket it opened.
+        in ``Event.lost``; with ``resync=True`` a dump then brings the consumer's view
+        back in line with the table (see :mod:`ctnetlink.listen`). The iterator ends
+        when the socket is closed; closing the iterator closes a socket it opened.
         """
-        own = sock is None
-        if sock is None:
-            sock = NetlinkSocket(groups=groups, rcvbuf=rcvbuf)
-        return self._events(sock, own, _SocketDrops(sock), family, on_overrun)
-
-    def _events(self, sock: NetlinkSocket, own: bool, drops: "_SocketDrops",
-                family: int | None, on_overrun: Callable[[int], None] | None) -> Iterator[Event]:
-        import select
-
-        lost = 0
-        decode = self._event_decoders()
-        try:
-            while True:
-                before = sock.overruns
-                try:
-                    buf = sock.recv()
-                except OSError as e:
-                    if e.errno == E.EBADF or sock.closed:
-                        return
-                    raise
-                if buf is None:
-                    if sock.overruns == before:  # a non-blocking socket with nothing to read
-                        select.select([sock], [], [])
-                        continue
-                    n = drops.delta()
-                    lost += n
-                    if on_overrun is not None:
-                        on_overrun(n)
-                    continue
-                off = 0
-                end = len(buf)
-                while off + 16 <= end:
-                    ln = struct.unpack_from("=I", buf, off)[0]
-                    if ln < 16:
-                        break
-                    ev = decode(buf, off, family)
-                    off += (ln + 3) & ~3
-                    if ev is None:
-                        continue
-                    if lost:
-                        ev.lost = lost
-                        lost = 0
-                    yield ev
-        finally:
-            if own:
-                sock.close()
-
-    def _event_decoders(self):
-        from .enums import EventType
-
-        flow_dec = self._decoder.decode
-        exp_dec = self._exp_decoder.decode
-        hdr = struct.Struct("=IHHII")
-
-        def decode(buf: bytes, off: int, family: int | None) -> Event | None:
-            ln, mtype, flags, seq, pid = hdr.unpack_from(buf, off)
-            if ln < 20:
-                return None
-            fam = buf[off + 16]
-            if family and fam != family:
-                return None
-            sub, msg = mtype >> 8, mtype & 0xFF
-            if msg == 0:
-                etype = EventType.NEW if flags & NLM_F_CREATE else EventType.UPDATE
-            elif msg == 2:
-                etype = EventType.DESTROY
-            else:
-                return None
-            if sub == K.NFNL_SUBSYS_CTNETLINK:
-                return Event(type=etype, flow=flow_dec(buf, off, ln, fam), portid=pid)
-            if sub == K.NFNL_SUBSYS_CTNETLINK_EXP:
-                return Event(type=etype, expect=exp_dec(buf, off, ln, fam), portid=pid)
-            return None
-
-        return decode
+        return self.listen(groups, rcvbuf=rcvbuf, family=family, on_overrun=on_overrun,
+                           sock=sock, resync=resync).events(close=True)
 
     # --- expectations -------------------------------------------------------------------
     def dump_expect(self, family: int = AF_INET) -> Iterator[Expect]:
@@ -486,29 +429,3 @@ def _u32_attrs(buf: bytes, off: int, ln: int) -> Iterator[tuple[int, int]]:
         if alen == 8:
             yield atype & 0x3FFF, _U32.unpack_from(buf, p + 4)[0]
         p += (alen + 3) & ~3
-
-
-class _SocketDrops:
-    """Reads a netlink socket's drop counter from /proc/net/netlink (column 'Drops')."""
-
-    def __init__(self, sock: NetlinkSocket) -> None:
-        self.portid = sock.portid
-        self.last = self._read()
-
-    def _read(self) -> int:
-        try:
-            with open("/proc/net/netlink") as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 9 and parts[1] == "12" and int(parts[2]) == self.portid:
-                        return int(parts[8])
-        except (OSError, ValueError, StopIteration):
-            pass
-        return 0
-
-    def delta(self) -> int:
-        now = self._read()
-        n, self.last = now - self.last, now
-        return max(n, 1)
-

@@ -8,6 +8,9 @@ every later message of that shape is decoded by a single ``unpack_from``, a chec
 all attribute headers are the expected ones, and the builder. The per-attribute
 formats come from the construct declarations in :mod:`ctnetlink.schema` (through
 ``_compiled``). Malformed input raises :class:`~nfnl.errors.NetlinkDecodeError`.
+Generated code stays readable: every generated function carries its text in
+``source``, and :meth:`Shape.source` prints a shape as a Python module
+(``python -m ctnetlink.inspect FILE.pcap`` does so for the messages of a recording).
 """
 from __future__ import annotations
 
@@ -96,6 +99,53 @@ class Shape:
     def matches(self, buf, off: int) -> bool:
         """Whether the message at ``off`` (header included) has this layout."""
         return _from_bytes(buf[off + 20:off + 20 + self.size], "little") & self.mask == self.expected
+
+    def source(self) -> str:
+        """This shape as Python source: the attribute tree (a comment), the body's struct
+        format, the header check and the generated builder. It compiles; executed in
+        ``self.build.__globals__`` it defines ``STRUCT``, ``MASK``, ``EXPECTED`` and a
+        ``build(v, family)`` equal to :attr:`build`."""
+        lines = [f"# ctnetlink.decode shape: {self.size}-byte message bodies holding "
+                 "(offsets in the body)"]
+
+        def tree(nodes: list, depth: int) -> None:
+            for name, start, end, children in nodes:
+                label = name if isinstance(name, str) else f"type {name} (unknown, kept raw)"
+                lines.append(f"#   {'  ' * depth}{label} [{start}:{end}]")
+                if children:
+                    tree(children, depth + 1)
+
+        tree(self.tree, 0)
+        g = self.build.__globals__
+        classes = sorted(k for k in set(self.build.__code__.co_names)
+                         if k in g and isinstance(g[k], type))
+        if classes:
+            lines.append("# records are tuples built in field order (_tn = tuple.__new__), "
+                         "the entry by assigning its slots:")
+        for name in classes:
+            cls = g[name]
+            names = cls._fields if issubclass(cls, tuple) else cls.__slots__
+            lines.append(f"#   {name} = {cls.__module__}.{cls.__name__}({', '.join(names)})")
+        lines += [
+            "# a body has this shape when int.from_bytes(body, 'little') & MASK == EXPECTED",
+            "# (all its attribute headers are these); it decodes as",
+            "# build(STRUCT.unpack(body), nfgen_family)",
+            "import struct",
+            "",
+            f"STRUCT = struct.Struct({self.struct.format!r})",
+            f"MASK = {self.mask:#x}",
+            f"EXPECTED = {self.expected:#x}",
+            "",
+            "",
+            self.build.source.rstrip("\n"),
+        ]
+        helpers = sorted(n for n in set(self.build.__code__.co_names)
+                         if n in g and not isinstance(g[n], type))
+        if helpers:
+            lines += ["", "# helpers: " + ", ".join(
+                f"{n} = {getattr(self.build.__globals__[n], '__qualname__', n)}"
+                for n in helpers)]
+        return "\n".join(lines) + "\n"
 
     __slots__ = ("struct", "mask", "expected", "build", "size", "leaves", "tree", "cache")
 
@@ -278,7 +328,9 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     for public, storage in zip(root_cls._fields, root_cls.__slots__):
         lines.append(f"    o.{storage} = {top.get(public, 'None')}")
     lines.append("    return o")
-    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the schema tables
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, f"<{root_cls.__name__} builder>", "exec"), ns)  # noqa: S102 - from the schema
+    ns["build"].source = src
     return ns["build"]
 
 
@@ -292,6 +344,12 @@ class Decoder:
     def __init__(self, expect: bool = False) -> None:
         self.expect = expect
         self._shapes: dict[int, list[Shape]] = {}
+
+    @property
+    def shapes(self) -> dict[int, list[Shape]]:
+        """The compiled layouts by message length (for hot loops that inline the check of
+        :meth:`decoder`: ``key & shape.mask == shape.expected``)."""
+        return self._shapes
 
     def shape(self, buf, off: int, ln: int) -> Shape:
         """The (cached or newly compiled) layout of the message at ``buf[off:off+ln]``."""

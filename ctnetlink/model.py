@@ -1,19 +1,18 @@
-"""The typed model: :class:`Flow`, :class:`Tuple`, :class:`Expect`, :class:`Event`.
+"""The typed model: :class:`Flow`, :class:`Tuple`, :class:`FlowKey`, :class:`Expect`, :class:`Event`.
 
 Two kinds of classes, named as a user thinks of the fields (``flow.orig.src``,
 ``flow.reply.dport``, ``flow.mark``, ``flow.tcp_state``):
 
-* Records — :class:`Tuple`, :class:`Counters`, :class:`Timestamp`, :class:`NatRange`,
-  :class:`SeqAdj`, :class:`Synproxy`, :class:`TcpInfo`, :class:`SctpInfo`,
-  :class:`DccpInfo` (and the keys of :mod:`ctnetlink.tracking`) — are immutable and hashable
+* Records — :class:`Tuple`, :class:`FlowKey`, :class:`ExpectKey`, :class:`Counters`,
+  :class:`Timestamp`, :class:`NatRange`, :class:`SeqAdj`, :class:`Synproxy`,
+  :class:`TcpInfo`, :class:`SctpInfo`, :class:`DccpInfo` — are immutable and hashable
   values (tuple subclasses with named fields, like ``namedtuple``): assignment raises,
   ``replace(**changes)`` returns a changed copy, and they are equal only to records of
   the same class with equal fields.
 * Containers — :class:`Flow`, :class:`Expect`, :class:`Event`, :class:`CpuStats` — are
   mutable, compare by value and are unhashable (like ``dict``). A flow's identity is
-  :attr:`Flow.key`, an immutable :class:`~ctnetlink.tracking.FlowKey`, the same for
-  every copy and every event of one connection; :meth:`Flow.merge` and
-  :meth:`Flow.diff` track state (:mod:`ctnetlink.tracking`).
+  :attr:`Flow.key`, an immutable :class:`FlowKey`, the same for every copy and every
+  event of one connection.
 
 Constructors take keyword arguments only. A field is ``None`` when the kernel did not
 send the attribute (or, in a request, when it should not be sent). Addresses are
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Iterator
 
     from .enums import DccpState, EventType, SctpState, Status, TcpState
-    from .tracking import ExpectKey, FlowKey
 
 from .constants import (
     DCCP_STATE_NAMES, ICMP_PROTOS, ICMP_REPLY_TYPES, L4_NAMES, NO_ICMP_REPLY,
@@ -258,6 +256,48 @@ class Tuple(_Record):
                 itype = ICMP_REPLY_TYPES[proto].get(itype, NO_ICMP_REPLY)
             return _tnew(Tuple, (dst, src, proto, None, None, itype, icode, iid, None))
         return _tnew(Tuple, (dst, src, proto, sport, dport, itype, icode, iid, None))
+
+
+class FlowKey(_Record):
+    """The identity of a conntrack entry: what the kernel looks it up by in the original
+    direction. ``orig`` is the original tuple without its ``zone``; ``zone`` is the zone
+    id of the original direction (``CTA_ZONE``, else the original tuple's
+    ``CTA_TUPLE_ZONE``, else 0). See :attr:`Flow.key`."""
+
+    __slots__ = ()
+    _fields = ("family", "orig", "zone")
+    family, orig, zone = _getters(_fields)
+    __match_args__ = _fields
+    family: int
+    orig: Tuple
+    zone: int
+
+    def __new__(cls, *, family: int, orig: Tuple, zone: int = 0) -> FlowKey:
+        if type(orig) is not Tuple:
+            raise TypeError(f"FlowKey orig must be a Tuple, not {type(orig).__name__}")
+        if orig[8] is not None:
+            orig = _tnew(Tuple, orig[:8] + (None,))
+        return _tnew(cls, (family, orig, zone))
+
+
+class ExpectKey(_Record):
+    """The identity of an expectation: family, expected tuple (without zone) and zone.
+    See :attr:`Expect.key`."""
+
+    __slots__ = ()
+    _fields = ("family", "tuple", "zone")
+    family, tuple, zone = _getters(_fields)
+    __match_args__ = _fields
+    family: int
+    tuple: Tuple
+    zone: int
+
+    def __new__(cls, *, family: int, tuple: Tuple, zone: int = 0) -> ExpectKey:
+        if type(tuple) is not Tuple:
+            raise TypeError(f"ExpectKey tuple must be a Tuple, not {type(tuple).__name__}")
+        if tuple[8] is not None:
+            tuple = _tnew(Tuple, tuple[:8] + (None,))
+        return _tnew(cls, (family, tuple, zone))
 
 
 class Counters(_Record):
@@ -701,27 +741,76 @@ class Flow(_Container):
     def dccp_state(self, value: DccpState | str | int | None) -> None:
         self.dccp = (self.dccp or DccpInfo()).replace(state=value)
 
-    # --- identity and state tracking (:mod:`ctnetlink.tracking`) ------------------
+    # --- identity -------------------------------------------------------------------
     @property
     def key(self) -> FlowKey:
-        """The stable identity of the connection (a hashable
-        :class:`~ctnetlink.tracking.FlowKey`): family, the original tuple without zone,
-        and the zone of the original direction.
+        """The stable identity of the connection (a hashable :class:`FlowKey`): family,
+        the original tuple without zone, and the zone of the original direction.
 
         The same for every copy, every update and every NEW/UPDATE/DESTROY event of one
         entry; the key of a cache. ValueError when the flow has no original tuple."""
-        return (_tracking or _load_tracking()).flow_key(self)
+        o = self.orig
+        if o is None:
+            raise ValueError("a flow without an original tuple has no key")
+        fam = self.family
+        if fam is None:
+            fam = o.family or 0
+        zone = self.zone
+        if zone is None:
+            zone = o[8] if o[8] is not None else 0
+        if o[8] is not None:
+            o = _tnew(Tuple, o[:8] + (None,))
+        return _tnew(FlowKey, (fam, o, zone))
 
+    # --- state tracking ---------------------------------------------------------------
     def merge(self, update: Flow) -> Flow:
-        """This flow with a (partial) update applied: a new Flow (see
-        :func:`ctnetlink.tracking.merge` for what events carry)."""
-        return (_tracking or _load_tracking()).merge(self, update)
+        """This flow with a (partial) update applied: a new Flow.
+
+        ``update`` is typically the flow of an event, which carries only some
+        attributes. NEW and UPDATE events: tuples, id, status, timeout, the protocol
+        info, helper, the mark when it is not 0 or changed, labels, sequence adjustment
+        and synproxy when they changed, the event timestamp; DESTROY events: tuples, id,
+        status, timeout, the TCP state alone, counters and start/stop timestamps (when
+        accounting and timestamps are on). None carries ``use``. Every field set in
+        ``update`` replaces this flow's; in the records of ``tcp``/``sctp``/``dccp``,
+        counters, timestamp, sequence adjustments and synproxy only the set fields do.
+        ValueError when the keys differ."""
+        if update.orig is not None and self.orig is not None and update.key != self.key:
+            raise ValueError("merge() of an update of another flow")
+        new = self.copy()
+        for slot in self.__slots__:
+            v = getattr(update, slot)
+            if v is None:
+                continue
+            old = getattr(self, slot)
+            if old is not None and slot in _MERGED_RECORDS:
+                v = _tnew(type(v), tuple(b if b is not None else a for a, b in zip(old, v)))
+            setattr(new, slot, v)
+        return new
 
     def diff(self, other: Flow) -> dict[str, tuple[Any, Any]]:
         """The fields that differ between this flow and ``other``:
-        ``{name: (value here, value there)}`` in field order, record fields dotted
-        (``"tcp.state"``); see :func:`ctnetlink.tracking.diff`."""
-        return (_tracking or _load_tracking()).diff(self, other)
+        ``{name: (value here, value there)}`` in field order.
+
+        Names of fields inside records are dotted (``"tcp.state"``, ``"orig.sport"``,
+        ``"counters_orig.packets"``); a missing record counts as one whose fields are all
+        None. Values read as the fields do (enums for status and states)."""
+        out: dict[str, tuple[Any, Any]] = {}
+        for name in self._fields:
+            a, b = getattr(self, name), getattr(other, name)
+            if a == b:
+                continue
+            rec = a if isinstance(a, _Record) else b if isinstance(b, _Record) else None
+            if rec is None or (a is not None and type(a) is not type(rec)) or \
+                    (b is not None and type(b) is not type(rec)):
+                out[name] = (a, b)
+                continue
+            for f in rec._fields:
+                x = getattr(a, f) if a is not None else None
+                y = getattr(b, f) if b is not None else None
+                if x != y:
+                    out[f"{name}.{f}"] = (x, y)
+        return out
 
     # --- conveniences -------------------------------------------------------------
     @property
@@ -767,6 +856,8 @@ class Flow(_Container):
         return out
 
 
+_MERGED_RECORDS = frozenset(("tcp", "sctp", "dccp", "counters_orig", "counters_reply",
+                             "timestamp", "seq_adj_orig", "seq_adj_reply", "synproxy"))
 Flow._types = {n: t for n, t in (
     ("orig", Tuple), ("reply", Tuple), ("master", Tuple), ("tcp", TcpInfo),
     ("sctp", SctpInfo), ("dccp", DccpInfo), ("nat_src", NatRange), ("nat_dst", NatRange),
@@ -825,10 +916,20 @@ class Expect(_Container):
 
     @property
     def key(self) -> ExpectKey:
-        """The identity of the expectation (a hashable
-        :class:`~ctnetlink.tracking.ExpectKey`): family, expected tuple without zone,
-        zone. ValueError without an expected tuple."""
-        return (_tracking or _load_tracking()).expect_key(self)
+        """The identity of the expectation (a hashable :class:`ExpectKey`): family,
+        expected tuple without zone, zone. ValueError without an expected tuple."""
+        t = self.tuple
+        if t is None:
+            raise ValueError("an expectation without a tuple has no key")
+        fam = self.family
+        if fam is None:
+            fam = t.family or 0
+        zone = self.zone
+        if zone is None:
+            zone = t[8] if t[8] is not None else 0
+        if t[8] is not None:
+            t = _tnew(Tuple, t[:8] + (None,))
+        return _tnew(ExpectKey, (fam, t, zone))
 
 
 class Event(_Container):
@@ -836,25 +937,30 @@ class Event(_Container):
 
     ``portid`` is the netlink port id of the process whose request caused the event (0
     for events caused by packets); ``lost`` is set on the first event after a receive
-    buffer overrun to the number of overruns seen since the previous event. Mutable and
-    unhashable; ``event.flow.key`` identifies the connection.
+    buffer overrun to the number of messages the kernel dropped meanwhile; ``resync`` is
+    True on the events a resynchronisation made after such a loss (see
+    :class:`ctnetlink.listen.Listener`). Mutable and unhashable; ``event.flow.key``
+    identifies the connection.
     """
 
-    __slots__ = ("type", "flow", "expect", "portid", "lost")
+    __slots__ = ("type", "flow", "expect", "portid", "lost", "resync")
     _fields = __slots__
     type: EventType
     flow: Flow | None
     expect: Expect | None
     portid: int | None
     lost: int | None
+    resync: bool | None
 
     def __init__(self, *, type: EventType, flow: Flow | None = None, expect: Expect | None = None,
-                 portid: int | None = None, lost: int | None = None) -> None:
+                 portid: int | None = None, lost: int | None = None,
+                 resync: bool | None = None) -> None:
         self.type = type
         self.flow = flow
         self.expect = expect
         self.portid = portid
         self.lost = lost
+        self.resync = resync
 
     @property
     def object(self) -> Flow | Expect:
@@ -874,25 +980,11 @@ class CpuStats(_Container):
         self.values = values
 
 
-_tracking: Any = None
-
-
-def _load_tracking() -> Any:
-    global _tracking
-    from . import tracking
-
-    _tracking = tracking
-    return tracking
-
-
 def __getattr__(name: str) -> Any:
-    """``EventType`` (:mod:`ctnetlink.enums`), ``FlowKey`` and ``ExpectKey``
-    (:mod:`ctnetlink.tracking`) are importable from here too; they are built on first
-    use (classes cost start-up time the command-line tools do not want to pay)."""
+    """``EventType`` lives in :mod:`ctnetlink.enums` (built on first use: enum classes
+    cost start-up time); it is importable from here too."""
     if name == "EventType":
         from .enums import EventType
 
         return EventType
-    if name in ("FlowKey", "ExpectKey"):
-        return getattr(_tracking or _load_tracking(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,15 +2,17 @@
 
 One :class:`~nfnl.attrs.AttrSet` per kernel ``enum ctattr_*``, named after it, with the
 kernel's constant names; payloads use the declarations of :mod:`nfnl.attrs`. Message
-bodies are mapped to their top-level set in :data:`MESSAGES`. ``nfnl.compile`` derives
-``ctnetlink/_compiled.py`` (the tables the runtime uses) from this module.
+bodies are mapped to their top-level set in :data:`MESSAGES`. :func:`compiled_tables`
+derives the tables the runtime uses; ``python -m nfnl.compile`` (which finds this module
+through the ``nfnl.compile`` entry point) writes them to ``ctnetlink/_compiled.py``.
 """
 from __future__ import annotations
 
 import construct as cs
 
 from nfnl.attrs import (
-    IPv4, IPv6, U8, U16, U32, U64, Attr, AttrSet, Binary, String, U32Host,
+    IPv4, IPv6, U8, U16, U32, U64, Attr, AttrSet, Binary, String, U32Host, attr_tables, set_names,
+    struct_fields,
 )
 
 from .constants import (
@@ -264,24 +266,19 @@ listed (counters, use, id, timestamps, security context...) are never sent. Sets
 listed here are not part of requests."""
 
 
-def render_encoders() -> str:
-    """``ctnetlink/_encoders.py``: the request encoders generated from REQUEST_ORDER."""
-    from nfnl.compile import attr_tables
+def compiled_tables() -> dict[str, object]:
+    """What ``python -m nfnl.compile`` writes to ``ctnetlink/_compiled.py``: the attribute
+    tables, the message bodies, the field names of struct leaves, the short names of
+    the body sets (``ctattr_type`` -> ``CTA``) and the request order."""
+    return {
+        "ATTRS": attr_tables(*ROOTS),
+        "MESSAGES": {mtype: (name, aset.name) for mtype, (name, aset) in MESSAGES.items()},
+        "STRUCTS": struct_fields(*ROOTS),
+        "BODY_NAMES": set_names(globals(), ROOTS),
+        "REQUEST_ORDER": request_order(),
+    }
 
-    from .encodegen import render_module
 
-    return render_module(attr_tables(*ROOTS),
-                         {aset.name: tuple(a.name for a in attrs)
-                          for aset, attrs in REQUEST_ORDER.items()})
-
-
-def render_compiled() -> str:
-    from nfnl.compile import attr_tables, emit
-
-    return emit(
-        "ctnetlink/schema.py",
-        ATTRS=attr_tables(*ROOTS),
-        MESSAGES={mtype: (name, aset.name) for mtype, (name, aset) in MESSAGES.items()},
-        REQUEST_ORDER={aset.name: tuple(a.name for a in attrs)
-                       for aset, attrs in REQUEST_ORDER.items()},
-    )
+def request_order() -> dict[str, tuple[str, ...]]:
+    """:data:`REQUEST_ORDER` by set and attribute names."""
+    return {aset.name: tuple(a.name for a in attrs) for aset, attrs in REQUEST_ORDER.items()}

@@ -1,7 +1,7 @@
 """Generic netlink and nfnetlink: messages, attributes, the socket, pcap capture/replay.
 
 Nothing here knows about conntrack; subsystems (:mod:`ctnetlink`) register their message
-schemas. The public names are available from the package and loaded on first use
+schemas with :mod:`nfnl.registry`. The public names are available from the package and loaded on first use
 (``nfnl.NetlinkSocket``, ``nfnl.build_nfnl``, ``nfnl.nla_u32`` ...), so importing
 ``nfnl`` costs nothing until a name is used.
 """
@@ -10,8 +10,8 @@ _EXPORTS = {
     "NetlinkSocket": "socket",
     **dict.fromkeys(("NetlinkError", "NetlinkDecodeError", "DumpInterrupted"), "errors"),
     **dict.fromkeys(("Message", "DumpReader", "build_message", "build_nfnl", "decode_message",
-                     "decode_datagram", "encode_message", "iter_messages", "register_message",
-                     "message_spec"), "message"),
+                     "decode_datagram", "encode_message", "iter_messages"), "message"),
+    **dict.fromkeys(("Subsystem", "register", "discover"), "registry"),
     **dict.fromkeys(("Attribute", "AttrList", "decode_attrs", "encode_attrs", "iter_raw_attrs",
                      "nla", "nla_nest", "nla_u8", "nla_u16", "nla_u32", "nla_u64",
                      "nla_string"), "codec"),
@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, eagerly
     from .errors import DumpInterrupted, NetlinkDecodeError, NetlinkError  # noqa: F401
     from .message import (  # noqa: F401
         DumpReader, Message, build_message, build_nfnl, decode_datagram, decode_message,
-        encode_message, iter_messages, message_spec, register_message,
+        encode_message, iter_messages,
     )
+    from .registry import Subsystem, discover, register  # noqa: F401
     from .pcap import Packet, PcapError, PcapWriter, read_pcap  # noqa: F401
     from .socket import NetlinkSocket  # noqa: F401
 

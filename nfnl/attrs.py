@@ -116,7 +116,7 @@ class AttrSet:
         return seen.values()
 
 
-# --- classification used by nfnl.compile --------------------------------------------
+# --- deriving the runtime tables (what a schema's compiled_tables() returns) ---------
 
 _FORMAT_KINDS = {
     ">B": "u8", ">H": "u16", ">L": "u32", ">I": "u32", ">Q": "u64",
@@ -159,6 +159,74 @@ def leaf_layout(payload: cs.Construct) -> tuple[str, str | None]:
     if isinstance(payload, cs.Renamed):
         return leaf_layout(payload.subcon)
     raise TypeError(f"cannot derive a layout from {payload!r}")
+
+
+def struct_format(decl: cs.Struct) -> str:
+    """A ``struct`` format for a construct Struct of fixed-size integer fields."""
+    order = None
+    fmt = ""
+    for sub in decl.subcons:
+        inner = sub.subcon if isinstance(sub, cs.Renamed) else sub
+        if isinstance(inner, cs.Struct):
+            nested = struct_format(inner)
+            if order and nested[0] != order:
+                raise TypeError("mixed byte order")
+            order = order or nested[0]
+            fmt += nested[1:]
+            continue
+        if not isinstance(inner, cs.FormatField):
+            raise TypeError(f"not a fixed integer field: {sub!r}")
+        o, f = inner.fmtstr[0], inner.fmtstr[1:]
+        if f not in ("b", "B") and order and o != order:
+            raise TypeError(f"mixed byte order in {decl!r}")
+        if f not in ("b", "B"):
+            order = o
+        fmt += f
+    return (order or "=") + fmt
+
+
+def attr_tables(*roots: AttrSet) -> dict[str, dict[int, tuple]]:
+    """``{set name: {type: (attr name, kind, struct format, child set name)}}`` of every
+    set below ``roots``: the table :mod:`nfnl.codec` decodes and encodes with."""
+    tables: dict[str, dict[int, tuple]] = {}
+    for root in roots:
+        for aset in root.walk():
+            rows = {}
+            for attr in aset:
+                if isinstance(attr.payload, AttrSet):
+                    rows[attr.type] = (attr.name, "nested", None, attr.payload.name)
+                else:
+                    kind, fmt = leaf_layout(attr.payload)
+                    rows[attr.type] = (attr.name, kind, fmt, None)
+            prev = tables.get(aset.name)
+            if prev is not None and prev != rows:
+                raise ValueError(f"two different attribute sets named {aset.name}")
+            tables[aset.name] = dict(sorted(rows.items()))
+    return dict(sorted(tables.items()))
+
+
+def struct_fields(*roots: AttrSet) -> dict[str, dict[int, tuple[str, ...]]]:
+    """``{set name: {type: field names}}`` of the fixed-struct leaves below ``roots``
+    (what tooling labels the values of a ``struct`` kind with)."""
+    out: dict[str, dict[int, tuple[str, ...]]] = {}
+    for root in roots:
+        for aset in root.walk():
+            for attr in aset:
+                payload = attr.payload
+                while isinstance(payload, cs.Renamed):
+                    payload = payload.subcon
+                if isinstance(payload, cs.Struct):
+                    out.setdefault(aset.name, {})[attr.type] = tuple(
+                        sc.name for sc in payload.subcons)
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def set_names(namespace: dict, roots: Iterable[AttrSet]) -> dict[str, str]:
+    """``{set name: variable name}`` of ``roots`` as a schema module names them
+    (``ctattr_type`` -> ``CTA``): short names for tooling (the scapy layer's classes)."""
+    wanted = {id(r) for r in roots}
+    return {v.name: k for k, v in namespace.items()
+            if isinstance(v, AttrSet) and id(v) in wanted and not k.startswith("_")}
 
 
 # --- construct's interpreter over whole attribute streams (tests, tooling) -----------

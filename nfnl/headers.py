@@ -1,14 +1,15 @@
 """Construct declarations of the fixed netlink/nfnetlink headers.
 
 ``struct nlmsghdr`` and ``struct nlmsgerr`` are in host byte order, ``struct nfgenmsg``
-carries a big-endian ``res_id``. :mod:`nfnl.compile` derives the ``struct`` formats the
-runtime uses from these declarations.
+carries a big-endian ``res_id``. This is nfnl's schema module: :func:`compiled_tables`
+derives the ``struct`` formats the runtime uses (``python -m nfnl.compile`` writes them to
+``nfnl/_compiled.py``).
 """
 from __future__ import annotations
 
 import construct as cs
 
-from .attrs import Attr, AttrSet, Binary, String
+from .attrs import Attr, AttrSet, Binary, String, attr_tables, struct_format
 
 NlMsgHdr = cs.Struct(
     "nlmsg_len" / cs.Int32un,
@@ -48,3 +49,9 @@ HEADERS = {
     "NLMSGERR": NlMsgErr,
     "NLMSGDONE": NlMsgDone,
 }
+
+
+def compiled_tables() -> dict[str, object]:
+    """What ``python -m nfnl.compile`` writes to ``nfnl/_compiled.py``."""
+    return {**{name + "_FMT": struct_format(decl) for name, decl in HEADERS.items()},
+            "ATTRS": attr_tables(NLMSGERR_ATTRS)}

@@ -136,7 +136,8 @@ class Message:
     """A generically decoded message (tooling, fixtures, pretty printing).
 
     For nfnetlink messages ``family``/``version``/``res_id`` come from ``nfgenmsg`` and
-    ``attrs`` from the schema registered for the message type; for NLMSG_ERROR
+    ``attrs`` from the schema registered for the message type (:mod:`nfnl.registry`),
+    ``name`` is the registered message name; for NLMSG_ERROR
     ``error`` holds the :class:`NlError`.
     """
 
@@ -184,27 +185,9 @@ class Message:
                           self.version or 0, self.res_id or 0)
 
 
-# message registry: (nlmsg_type) -> (name, attribute table, set name). Filled by schemas.
-_REGISTRY: dict[int, tuple[str, Mapping[str, Any], str | None]] = {}
-# types whose body depends on the content: mtype -> resolver(buf, off, ln) -> (name, set)
-_RESOLVERS: dict[int, Any] = {}
-
-
-def register_message(mtype: int, name: str, table: Mapping[str, Any], set_name: str | None,
-                     resolver: Any = None) -> None:
-    """Declare the attribute set of a message type. ``resolver(buf, off, ln)`` may pick
-    (name, set name) per message where the kernel reuses one type for two bodies."""
-    _REGISTRY[mtype] = (name, table, set_name)
-    if resolver is not None:
-        _RESOLVERS[mtype] = resolver
-
-
-def message_spec(mtype: int) -> tuple[str, Mapping[str, Any], str | None] | None:
-    return _REGISTRY.get(mtype)
-
-
 def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
-    """Decode the message at ``off`` with the registered schema (see ``register_message``)."""
+    """Decode the message at ``off`` with the schema its subsystem registered
+    (:mod:`nfnl.registry`); types nobody registered keep their attributes unnamed."""
     if len(buf) - off < NLMSG_HDRLEN:
         raise NetlinkDecodeError("truncated netlink header", off)
     ln, mtype, flags, seq, pid = NLMSGHDR.unpack_from(buf, off)
@@ -216,14 +199,16 @@ def decode_message(buf: bytes | memoryview, off: int = 0) -> Message:
         if mtype == NLMSG_ERROR:
             msg.error = parse_error(buf, off, ln, flags)
         return msg
-    spec = _REGISTRY.get(mtype)
     if ln < NFNL_HDRLEN:
         raise NetlinkDecodeError("truncated nfgenmsg", off)
     family, version, res_id = NFGENMSG.unpack_from(buf, off + NLMSG_HDRLEN)
-    name, table, set_name = spec if spec else (None, {}, None)
-    resolver = _RESOLVERS.get(mtype)
-    if resolver is not None:
-        name, set_name = resolver(buf, off, ln)
+    from . import registry  # tooling only: the command path never decodes generically
+
+    spec = registry.message(mtype)
+    if spec is None:
+        name, table, set_name = None, {}, None
+    else:
+        (name, set_name), table = spec.body(buf, off, ln), spec.attrs
     attrs = decode_attrs(table, set_name, buf, off + NFNL_HDRLEN, off + ln)
     return Message(mtype, flags, seq, pid, name, family, version, res_id, attrs, raw=raw)
 
@@ -236,11 +221,13 @@ def encode_message(msg: Message) -> bytes:
     """Re-encode a decoded message (inverse of :func:`decode_message`)."""
     if msg.attrs is None or msg.family is None:
         return msg.raw
-    spec = _REGISTRY.get(msg.type)
-    table, set_name = (spec[1], spec[2]) if spec else ({}, None)
-    if msg.type in _RESOLVERS and msg.raw:
-        set_name = _RESOLVERS[msg.type](msg.raw, 0, len(msg.raw))[1]
-    return msg.encode(table, set_name)
+    from . import registry
+
+    spec = registry.message(msg.type)
+    if spec is None:
+        return msg.encode({}, None)
+    set_name = spec.body(msg.raw, 0, len(msg.raw))[1] if msg.raw else spec.set_name
+    return msg.encode(spec.attrs, set_name)
 
 
 class DumpReader:

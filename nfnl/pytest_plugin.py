@@ -24,7 +24,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from .replay import Recording, Replay, ReplaySocket, conversation_diff, install, uninstall
+from .conversation import Recording, conversation_diff
+from .fakekernel import FakeKernel
+from .replay import Replay, ReplaySocket, install, uninstall
 
 __all__ = ["assert_conversations_equal", "NetlinkReplay", "netlink_replay"]
 
@@ -34,8 +36,8 @@ def assert_conversations_equal(a: Recording | Replay, b: Recording | Replay, *,
     """Fail with a readable decoded diff unless ``a`` and ``b`` are equivalent conversations
     (a :class:`Replay` stands for what was played on it)."""
     __tracebackhide__ = True
-    a = a.played if isinstance(a, Replay) else a
-    b = b.played if isinstance(b, Replay) else b
+    a = a.played if isinstance(a, FakeKernel) else a
+    b = b.played if isinstance(b, FakeKernel) else b
     diff = conversation_diff(a, b, ordered_attrs=ordered_attrs, requests_only=requests_only)
     if diff:
         raise AssertionError("netlink conversations differ (seq/portid/timestamps/padding "

@@ -1,4 +1,4 @@
-"""Scapy layers for netlink captures: cooked header, Netlink, NfGenMsg and ctnetlink attributes.
+"""Scapy layers for netlink captures: cooked header, Netlink, NfGenMsg and subsystem attributes.
 
 Load with ``import nfnl.scapy_layer`` (the only module of the project that imports scapy); it
 registers :class:`NetlinkCooked` for LINKTYPE_NETLINK (253), so ``rdpcap("x.pcap")`` shows
@@ -7,8 +7,9 @@ message, followed by its body: ``NfGenMsg`` and an attribute-list layer named af
 message set (``CTA``, ``CTA_EXPECT``, ``CTA_STATS_CPU``, ...), or ``NlMsgErr`` / ``NlMsgDone``.
 Attributes are packets named after their kernel constants (``CTA_TUPLE_ORIG``, ``CTA_MARK``,
 ...), nested ones holding ``attrs``, leaves a ``value``; every class is generated from the same
-tables the runtime decoder uses (``ctnetlink._compiled.ATTRS`` / ``MESSAGES`` and
-``nfnl._compiled.ATTRS``), never listed by hand.  Crafting works the same way::
+tables the runtime decoder uses: those of the netfilter subsystems registered with
+:mod:`nfnl.registry` (discovered when this module loads: ctnetlink through its entry point)
+and ``nfnl._compiled.ATTRS``, never listed by hand.  Crafting works the same way::
 
     Netlink(nlmsg_type="IPCTNL_MSG_CT_GET", nlmsg_flags="REQUEST|ACK") / NfGenMsg(nfgen_family=2)
         / CTA(attrs=[CTA_TUPLE_ORIG(attrs=[CTA_TUPLE_IP(attrs=[CTA_IP_V4_SRC(value="192.0.2.1")])]),
@@ -33,10 +34,9 @@ from scapy.fields import (
 )
 from scapy.packet import NoPayload, Packet, Padding, Raw, bind_layers
 
-from ctnetlink import _compiled as _ct
 from . import _compiled as _nl
-from . import message as _message
-from .replay import flag_names
+from . import registry
+from .conversation import flag_names
 
 LINKTYPE_NETLINK = 253
 NLA_F_NESTED = 0x8000
@@ -48,8 +48,10 @@ NETLINK_PROTOCOLS = {0: "NETLINK_ROUTE", 4: "NETLINK_SOCK_DIAG", 12: "NETLINK_NE
                      16: "NETLINK_GENERIC"}
 PACKET_TYPES = {0: "to-us", 1: "broadcast", 2: "multicast", 3: "to-other-host", 4: "sent-by-us",
                 6: "to-user", 7: "to-kernel"}
+_SUBSYSTEMS = [sub for sub in registry.discover() if sub.protocol == 12]
+"""The NETLINK_NETFILTER subsystems whose messages get layers (registered at import)."""
 MESSAGE_NAMES = {1: "NLMSG_NOOP", 2: "NLMSG_ERROR", 3: "NLMSG_DONE", 4: "NLMSG_OVERRUN",
-                 **{mtype: name for mtype, (name, _) in _ct.MESSAGES.items()}}
+                 **{mtype: name for sub in _SUBSYSTEMS for mtype, (name, _) in sub.messages.items()}}
 FAMILIES = {0: "AF_UNSPEC", 2: "AF_INET", 7: "AF_BRIDGE", 10: "AF_INET6"}
 _FLAG_BITS = {"REQUEST": 0x1, "MULTI": 0x2, "ACK": 0x4, "ECHO": 0x8, "DUMP_INTR": 0x10,
               "DUMP_FILTERED": 0x20, "ROOT": 0x100, "MATCH": 0x200, "ATOMIC": 0x400,
@@ -206,20 +208,8 @@ def _raw_variant(cls: type[NLA]) -> type[NLA]:
     return raw
 
 
-def _struct_names(attr_name: str, fmt: str) -> list[str]:
-    try:
-        from ctnetlink import schema
-        for root in schema.ROOTS:
-            for aset in root.walk():
-                attr = aset.by_name.get(attr_name)
-                if attr is not None and hasattr(attr.payload, "subcons"):
-                    return [sc.name for sc in attr.payload.subcons]
-    except ImportError:  # pragma: no cover
-        pass
-    return [f"v{i}" for i in range(len(fmt) - 1)]
-
-
-def _value_fields(attr_name: str, kind: str, fmt: str | None, child: str | None) -> list[Field]:
+def _value_fields(kind: str, fmt: str | None, child: str | None,
+                  struct_names: tuple[str, ...] | None = None) -> list[Field]:
     length = lambda p: max((p.nla_len or 4) - 4, 0)  # noqa: E731
     if kind == "nested":
         return [PacketListField("attrs", [], dispatcher(child), length_from=length)]
@@ -233,7 +223,8 @@ def _value_fields(attr_name: str, kind: str, fmt: str | None, child: str | None)
         return []
     if kind == "struct":
         assert fmt is not None
-        return [Field(n, 0, fmt=fmt[0] + c) for n, c in zip(_struct_names(attr_name, fmt), fmt[1:])]
+        names = struct_names or [f"v{i}" for i in range(len(fmt) - 1)]
+        return [Field(n, 0, fmt=fmt[0] + c) for n, c in zip(names, fmt[1:])]
     if kind == "bytes":
         if fmt:
             return [StrFixedLenField("value", b"", struct.calcsize(fmt))]
@@ -242,7 +233,8 @@ def _value_fields(attr_name: str, kind: str, fmt: str | None, child: str | None)
     return [Field("value", 0, fmt=fmt)]
 
 
-def _make_attr_classes(tables: dict[str, dict[int, tuple]], names: dict[str, type]) -> None:
+def _make_attr_classes(tables: dict[str, dict[int, tuple]], names: dict[str, type],
+                       structs: dict[str, dict[int, tuple[str, ...]]]) -> None:
     for set_name, rows in tables.items():
         classes = ATTR_SETS.setdefault(set_name, {})
         for atype, (attr_name, kind, fmt, child) in rows.items():
@@ -253,7 +245,8 @@ def _make_attr_classes(tables: dict[str, dict[int, tuple]], names: dict[str, typ
                 "__module__": __name__,
                 "fields_desc": [Field("nla_len", None, fmt="=H"),
                                 NlaTypeField("nla_type", default_type),
-                                *_value_fields(attr_name, kind, fmt, child),
+                                *_value_fields(kind, fmt, child,
+                                               structs.get(set_name, {}).get(atype)),
                                 StrLenField("pad", None,
                                             length_from=lambda p: (-(p.nla_len or 0)) % 4)],
             })
@@ -321,7 +314,8 @@ class NfGenMsg(Packet):
     def guess_payload_class(self, payload: bytes) -> type[Packet]:
         owner = self.underlayer
         mtype = getattr(owner, "nlmsg_type", None)
-        resolver = _message._RESOLVERS.get(mtype)
+        spec = registry.message(mtype) if mtype is not None else None
+        resolver = spec.resolver if spec is not None else None
         if resolver is not None and owner is not None:
             # the kernel reuses some types for two bodies (0x0103: GET_CTRZERO entries and
             # expectation statistics): pick the body by content, as nfnl.message does
@@ -391,28 +385,19 @@ def _body_class(set_name: str, cls_name: str) -> type[Packet]:
     })
 
 
-def _body_names() -> dict[str, str]:
-    """Message-body set name -> the schema's variable name (``ctattr_type`` -> ``CTA``)."""
-    try:
-        from nfnl.attrs import AttrSet
-        from ctnetlink import schema
-        return {v.name: k for k, v in vars(schema).items()
-                if isinstance(v, AttrSet) and v in schema.ROOTS}
-    except ImportError:  # pragma: no cover
-        return {}
-
-
 _generated: dict[str, type] = {}
-_make_attr_classes({**_nl.ATTRS, **_ct.ATTRS}, _generated)
-_names = _body_names()
+_make_attr_classes(_nl.ATTRS, _generated, {})
+for _sub in _SUBSYSTEMS:
+    _make_attr_classes(_sub.attrs, _generated, _sub.structs)
 BODIES: dict[int, type[Packet]] = {}
-for _mtype, (_, _set) in _ct.MESSAGES.items():
-    _cls_name = _names.get(_set, _set)
-    if _cls_name in _generated and getattr(_generated[_cls_name], "set_name", None) != _set:
-        _cls_name = f"{_cls_name}_BODY"
-    if _cls_name not in _generated:
-        _generated[_cls_name] = _body_class(_set, _cls_name)
-    BODIES[_mtype] = _generated[_cls_name]
+for _sub in _SUBSYSTEMS:
+    for _mtype, (_, _set) in _sub.messages.items():
+        _cls_name = _sub.body_names.get(_set, _set)
+        if _cls_name in _generated and getattr(_generated[_cls_name], "set_name", None) != _set:
+            _cls_name = f"{_cls_name}_BODY"
+        if _cls_name not in _generated:
+            _generated[_cls_name] = _body_class(_set, _cls_name)
+        BODIES[_mtype] = _generated[_cls_name]
 _BODY_BY_SET: dict[str, type[Packet]] = {}
 for _cls in BODIES.values():
     _BODY_BY_SET.setdefault(getattr(_cls, "set_name", None), _cls)

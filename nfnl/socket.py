@@ -1,10 +1,12 @@
-"""The AF_NETLINK socket layer (stdlib ``socket`` only): it moves bytes, nothing more.
+"""The AF_NETLINK socket layer (stdlib only): it moves bytes, nothing more.
 
 :class:`NetlinkSocket` opens a raw netlink socket (``NETLINK_NETFILTER`` by default),
 numbers requests, waits for ACKs, follows dumps across many ``recv`` buffers until
 ``NLMSG_DONE``, maps ``NLMSG_ERROR`` to :class:`~nfnl.errors.NetlinkError`, joins
 multicast groups, sizes the receive buffer, counts ``ENOBUFS`` overruns instead of
-dying, works non-blocking for selectors and sends many requests in one datagram.
+dying (and reads the kernel's count of dropped messages), receives a batch of
+datagrams in one ``recvmmsg(2)`` (through ``ctypes``, which the ``socket`` module lacks),
+works non-blocking for selectors and sends many requests in one datagram.
 Every datagram can be recorded to a pcap (``tap=`` or the ``NFNL_PCAP`` environment
 variable).
 """
@@ -29,12 +31,18 @@ from .message import NLMSGHDR, DumpReader, iter_messages, parse_error
 
 RECV_SIZE = 1 << 16
 """Receive buffer per ``recv`` call: the kernel caps one dump skb at 32 KiB."""
+EVENT_RCVBUF = 128 << 20
+"""Socket receive buffer for multicast (event) listeners: room for a burst of 100,000
+conntrack events."""
 
 _LEN_TYPE = struct.Struct("=IH")
 _ERRNO = struct.Struct("=i")
 _SEQ = struct.Struct("=II")
 _FLAGS = struct.Struct("=H")
 _FLAGS_SEQ = struct.Struct("=HI")
+SO_MEMINFO = 55
+"""``getsockopt`` returning ``sk_meminfo`` (Linux 4.12+); index 8 is the drop counter."""
+_MEMINFO = struct.Struct("=9I")
 
 
 def _ends_dump(data: bytes) -> bool:
@@ -51,6 +59,84 @@ def _ends_dump(data: bytes) -> bool:
             return True
         off += (ln + 3) & ~3
     return False
+
+
+def _ready(sock) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _proc_drops(protocol: int, portid: int) -> int:
+    try:
+        with open("/proc/net/netlink") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 9 and parts[1] == str(protocol) and int(parts[2]) == portid:
+                    return int(parts[8])
+    except (OSError, ValueError, StopIteration):
+        pass
+    return 0
+
+
+class _MultiRecv:
+    """``recvmmsg(2)`` through ctypes (the socket module has no binding for it): one
+    system call for up to ``vlen`` datagrams, each received into its own
+    :data:`RECV_SIZE` slot of one buffer and copied out at its length."""
+
+    MSG_WAITFORONE = 0x10000
+
+    def __init__(self, vlen: int) -> None:
+        import ctypes
+
+        class iovec(ctypes.Structure):
+            _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+        class msghdr(ctypes.Structure):
+            _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                        ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
+                        ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                        ("msg_flags", ctypes.c_int)]
+
+        class mmsghdr(ctypes.Structure):
+            _fields_ = [("msg_hdr", msghdr), ("msg_len", ctypes.c_uint)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._call = libc.recvmmsg
+        self._call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                               ctypes.c_void_p]
+        self._call.restype = ctypes.c_int
+        self._get_errno = ctypes.get_errno
+        self.vlen = vlen
+        self._buf = ctypes.create_string_buffer(vlen * RECV_SIZE)
+        self._iov = (iovec * vlen)()
+        self._msgs = (mmsghdr * vlen)()
+        base = ctypes.addressof(self._buf)
+        for i in range(vlen):
+            self._iov[i].iov_base = base + i * RECV_SIZE
+            self._iov[i].iov_len = RECV_SIZE
+            self._msgs[i].msg_hdr.msg_iov = ctypes.addressof(self._iov[i])
+            self._msgs[i].msg_hdr.msg_iovlen = 1
+        self._data = memoryview(self._buf).cast("B")
+        words = memoryview(self._msgs).cast("B").cast("I")
+        stride = ctypes.sizeof(mmsghdr) // 4
+        self._lens = words[mmsghdr.msg_len.offset // 4::stride]
+        self._flags = words[msghdr.msg_flags.offset // 4::stride]
+        self.errno = 0
+
+    def recv(self, fd: int, count: int, nowait: bool) -> list[bytes] | None:
+        """The datagrams received, or None with ``self.errno`` set."""
+        n = self._call(fd, self._msgs, min(count, self.vlen),
+                       _socket.MSG_DONTWAIT if nowait else self.MSG_WAITFORONE, None)
+        if n < 0:
+            self.errno = self._get_errno()
+            return None
+        if any(self._flags[:n].tolist()) and any(f & _socket.MSG_TRUNC for f in self._flags[:n]):
+            raise OSError(errno.EMSGSIZE, "netlink datagram larger than the receive buffer")
+        data = self._data
+        return [data[i * RECV_SIZE:i * RECV_SIZE + ln].tobytes()
+                for i, ln in enumerate(self._lens[:n].tolist())]
 
 
 class Tap:
@@ -90,9 +176,9 @@ def close_env_tap() -> None:
 
 def _open(protocol: int):
     """A raw netlink socket, or a replayed one when ``NFNL_REPLAY=FILE.pcap`` is set
-    (see :mod:`nfnl.replay`: the program then runs on a recorded conversation)."""
+    (see :mod:`nfnl.fakekernel`: the program then runs on a recorded conversation)."""
     if os.environ.get("NFNL_REPLAY"):
-        from .replay import env_replay
+        from .fakekernel import env_replay
 
         return env_replay().raw_socket(protocol)
     return _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, protocol)
@@ -135,6 +221,8 @@ class NetlinkSocket:
         self.tap = tap if tap is not None else env_tap()
         self._seq = itertools.count(int(time.time()) & 0x7FFFFFFF)
         self.overruns = 0
+        self._mmsg: _MultiRecv | None | bool = None  # False: recvmmsg unavailable
+        self._deferred: Exception | None = None
 
     # --- lifetime ---------------------------------------------------------------
     def fileno(self) -> int:
@@ -193,11 +281,21 @@ class NetlinkSocket:
             self.tap.write(data, "sent", self.protocol)
         self._sock.sendto(data, (0, 0))
 
-    def recv(self, bufsize: int = RECV_SIZE) -> bytes | None:
+    def recv(self, bufsize: int = RECV_SIZE, *, nowait: bool = False) -> bytes | None:
         """Receive one datagram. Returns None on ``ENOBUFS`` (counted in ``overruns``)
-        and on ``EAGAIN`` for a non-blocking socket."""
+        and on ``EAGAIN`` for a non-blocking socket; ``nowait`` makes this call
+        non-blocking whatever the socket's mode."""
         try:
-            data = self._sock.recv(bufsize)
+            if nowait:
+                timeout = self._sock.gettimeout()
+                if timeout is None:
+                    data = self._sock.recv(bufsize, _socket.MSG_DONTWAIT)
+                elif timeout > 0 and not _ready(self._sock):
+                    return None
+                else:
+                    data = self._sock.recv(bufsize)
+            else:
+                data = self._sock.recv(bufsize)
         except BlockingIOError:
             return None
         except OSError as e:
@@ -208,6 +306,67 @@ class NetlinkSocket:
         if self.tap is not None:
             self.tap.write(data, "received", self.protocol)
         return data
+
+    def recv_many(self, count: int = 64, *, nowait: bool = False) -> list[bytes]:
+        """Up to ``count`` datagrams: waits for the first (unless ``nowait``, or the socket
+        is non-blocking), then takes only what is already queued. Empty on ``EAGAIN`` and
+        on ``ENOBUFS`` (counted in ``overruns``: check it after every call, datagrams
+        received before the overrun are returned first). A blocking socket receives them
+        with one ``recvmmsg(2)``; others (timeouts, replays) with ``recv`` calls."""
+        if (self._sock.gettimeout() is None and type(self._sock) is _socket.socket
+                and self._mmsg is not False):
+            if self._mmsg is None:
+                try:
+                    self._mmsg = _MultiRecv(64)
+                except (ImportError, OSError, AttributeError):  # no ctypes, no recvmmsg
+                    self._mmsg = False
+                    return self.recv_many(count, nowait=nowait)
+            while True:
+                out = self._mmsg.recv(self._sock.fileno(), count, nowait)
+                if out is not None:
+                    break
+                err = self._mmsg.errno
+                if err == errno.EINTR:
+                    continue  # a signal handler (run by the loop's next turn) may raise
+                if err == errno.EAGAIN:
+                    return []
+                if err == errno.ENOBUFS:
+                    self.overruns += 1
+                    return []
+                raise OSError(err, os.strerror(err))
+            if self.tap is not None:
+                for data in out:
+                    self.tap.write(data, "received", self.protocol)
+            return out
+        if self._deferred is not None:
+            exc, self._deferred = self._deferred, None
+            raise exc
+        out = []
+        before = self.overruns
+        data = self.recv(nowait=nowait)
+        while data is not None:
+            out.append(data)
+            if len(out) >= count or self.overruns != before:
+                break
+            try:
+                data = self.recv(nowait=True)
+            except Exception as e:  # raised by the next call: what was received comes first
+                self._deferred = e
+                break
+        return out
+
+    @property
+    def drops(self) -> int:
+        """The kernel's count of messages dropped for this socket (``sk_drops``: the
+        multicast messages lost to overruns), from ``SO_MEMINFO`` or, where that is not
+        available, the Drops column of ``/proc/net/netlink``."""
+        try:
+            info = self._sock.getsockopt(_socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
+            if isinstance(info, bytes) and len(info) >= _MEMINFO.size:
+                return _MEMINFO.unpack_from(info)[8]
+        except OSError:
+            pass
+        return _proc_drops(self.protocol, self.portid)
 
     # --- request/response ------------------------------------------------------------
     def request(self, msg: bytes, *, on_data: Callable[[bytes, int, int], None] | None = None) -> None:

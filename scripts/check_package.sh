@@ -2,8 +2,8 @@
 # Packaging check (run by scripts/test.sh): `python -m build` makes an sdist and a wheel
 # (build itself in a throw-away virtual environment), each is installed with pip into a
 # fresh virtual environment of its own, and the installed `conntrack -V` (in a private
-# network namespace) and `conntrack-fixture` must work there. Nothing outside temporary
-# directories changes.
+# network namespace), `conntrack-fixture` and the entry points nfnl finds subsystems by
+# must work there. Nothing outside temporary directories changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -46,6 +46,11 @@ for artifact in "$wheel" "$sdist"; do
         exit 1
     fi
     "$env/bin/conntrack-fixture" --help >/dev/null
+    # nfnl finds ctnetlink (and the schema modules) through the package's entry points
+    (cd / && "$env/bin/python" -c "
+from nfnl import compile, registry
+assert registry.subsystem('ctnetlink') is not None, 'nfnl.subsystems entry point missing'
+assert 'ctnetlink.schema' in compile.targets(), 'nfnl.compile entry point missing'")
     # the programs install as conntrack_tools, never as a top-level `tools`
     if (cd / && "$env/bin/python" -c "import tools" 2>/dev/null); then
         echo "check_package: $(basename "$artifact") installs a top-level package 'tools'" >&2

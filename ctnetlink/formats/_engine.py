@@ -12,7 +12,9 @@ of present fields and deciding values met at run time (the "signature") the rule
 evaluated once and turned into the source of one Python function returning a single
 f-string, cached by signature. The same rules compile against two inputs: a
 :class:`~ctnetlink.model.Flow` (``f.orig.sport``) and the raw value tuple of a
-:class:`~ctnetlink.decode.Shape` (``v[7]``), so no format exists twice.
+:class:`~ctnetlink.decode.Shape` (``v[7]``), so no format exists twice. Every generated
+function keeps its current text in ``source`` (``python -m ctnetlink.inspect`` prints
+them; the names they use are in the function's ``__globals__``).
 """
 from __future__ import annotations
 
@@ -670,6 +672,7 @@ def compile_signature(layout: Layout, backend: Backend, present: Mapping[str, bo
     src = f"def fmt({argname}):\n{prelude}    return {expr}\n"
     ns = dict(backend.ns)
     exec(compile(src, f"<{layout.name} format>", "exec"), ns)  # noqa: S102 - generated
+    ns["fmt"].source = src
     return ns["fmt"], src
 
 
@@ -723,9 +726,11 @@ def flow_formatter(layout: Layout, opts: Options = DEFAULT) -> Callable[[Any], A
         return fn
 
     ns: dict[str, Any] = {"_tab": tab, "_build": build, "_family": _flow_family}
-    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the field table
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, f"<{layout.name} dispatch>", "exec"), ns)  # noqa: S102 - from the fields
     fn = ns["fmt"]
-    fn.signatures = tab  # type: ignore[attr-defined]
+    fn.source = src  # type: ignore[attr-defined]
+    fn.signatures = tab  # type: ignore[attr-defined]  # signature -> fn (each with .source)
     if len(_FLOW_CACHE) > 256:
         _FLOW_CACHE.clear()
     _FLOW_CACHE[key] = fn
@@ -778,8 +783,10 @@ def shape_formatter(layout: Layout, shape, opts: Options = DEFAULT) -> Callable[
         if len(variants) < MAX_INLINE_VARIANTS:
             variants[k] = signature_body(layout, backend, present, *k, opts)
             scratch: dict[str, Any] = {}
-            exec(compile(source(), f"<{layout.name} format>", "exec"), ns, scratch)  # noqa: S102
+            src = source()
+            exec(compile(src, f"<{layout.name} format>", "exec"), ns, scratch)  # noqa: S102
             fmt.__code__ = scratch["fmt"].__code__
+            fmt.source = src  # type: ignore[attr-defined]
             return fmt(v, family)
         fn = tab.get(k)
         if fn is None:
@@ -791,9 +798,12 @@ def shape_formatter(layout: Layout, shape, opts: Options = DEFAULT) -> Callable[
 
     ns["_miss"] = miss
     scratch: dict[str, Any] = {}
-    exec(source(), ns, scratch)  # noqa: S102 - generated
+    src = source()
+    exec(compile(src, f"<{layout.name} format>", "exec"), ns, scratch)  # noqa: S102 - generated
     fmt = scratch["fmt"]
+    fmt.source = src  # type: ignore[attr-defined]
     fmt.variants = variants  # type: ignore[attr-defined]
+    fmt.overflow = tab  # type: ignore[attr-defined]  # variants beyond the inline ones
     if len(_SHAPE_CACHE) > 16384:
         _SHAPE_CACHE.clear()
     _SHAPE_CACHE[key] = (shape, fmt)

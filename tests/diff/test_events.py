@@ -337,3 +337,58 @@ def test_overrun_warning(module_ns) -> None:
     assert ours.err.startswith(b"NOTICE: Netlink socket buffer size has been set to 100000 bytes.\n"
                                + warning + b"WARNING: ")
     assert b" events have been lost.\n" in ours.err
+
+
+OWNER = r"""
+import socket, sys
+from ctnetlink.client import Conntrack
+from ctnetlink.model import Flow, Tuple
+from nfnl.socket import NetlinkSocket
+name, portid, i = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open("/proc/self/comm", "w") as f:
+    f.write(name)
+raw = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+raw.bind((portid, 0))
+o = Tuple(src="10.77.0.1", dst="10.77.0.2", proto=17, sport=1000 + i, dport=53)
+Conntrack(NetlinkSocket(sock=raw)).create(Flow(family=2, orig=o, reply=o.reversed(), timeout=60))
+print("created", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_progname_of_a_reused_port_id(module_ns) -> None:
+    """Process "alpha" binds a port id and creates an entry; once both listeners named
+    it, it exits and process "beta" binds the same port id and creates another: both
+    must be named right (the progname cache must notice the new owner)."""
+    import subprocess
+    import sys
+
+    ns, runner = module_ns
+    procs = [runner.spawn("ref", ["-E", "-e", "NEW"]), runner.spawn("ours", ["-E", "-e", "NEW"])]
+    portid = 0x7E5A0000 | os.getpid() & 0xFFFF
+    try:
+        for p in procs:
+            p.wait_listening(0x1)
+        for i, name in enumerate(("alpha", "beta")):
+            owner = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", OWNER,
+                                      name, str(portid), str(i)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            try:
+                assert owner.stdout.readline() == b"created\n"
+                deadline = time.monotonic() + 10
+                while not all(p.out.count(b"\n") > i for p in procs):
+                    assert time.monotonic() < deadline, "an event was not printed"
+                    time.sleep(0.005)
+            finally:
+                owner.stdin.close()
+                owner.wait()
+        for p in procs:
+            p.signal()
+        ref, ours = (p.wait() for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
+    assert_same(ref, ours)
+    lines = ours.out.decode().splitlines()
+    assert [line.rsplit(" ", 2)[1:] for line in lines] == [
+        [f"portid={portid}", "progname=alpha"], [f"portid={portid}", "progname=beta"]]

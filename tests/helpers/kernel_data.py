@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from nfnl.message import iter_messages, register_message
+from nfnl.message import iter_messages
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data" / "kernel_messages.json"
 HEADER_COPY = DATA.parent / "kernel_nfnetlink_conntrack.h"
@@ -79,12 +79,12 @@ def load() -> tuple[dict, list[bytes], list[Msg]]:
 
 
 def register_ctnetlink() -> None:
-    """Register the ctnetlink message schemas with ``nfnl.message`` (what
-    ``nfnl.replay`` does on import) so that ``decode_message`` names attributes."""
-    from ctnetlink import _compiled as C
+    """Load ctnetlink's registration (``nfnl.registry`` entry point) so that
+    ``decode_message`` names attributes."""
+    from nfnl.registry import discover, subsystem
 
-    for mtype, (name, set_name) in C.MESSAGES.items():
-        register_message(mtype, name, C.ATTRS, set_name)
+    discover()
+    assert subsystem("ctnetlink") is not None, "ctnetlink's nfnl.subsystems entry point"
 
 
 def attr_set_of(msg: Msg):

@@ -19,7 +19,8 @@ from ctnetlink.client import Conntrack
 from nfnl.codec import AttrList, iter_raw_attrs
 from nfnl.message import decode_message, encode_message, iter_messages
 from nfnl.pcap import read_pcap
-from nfnl.replay import ReplaySocket, ensure_schemas
+from nfnl.registry import discover
+from nfnl.replay import ReplaySocket
 
 REFERENCE = "/usr/sbin/conntrack"
 UNIT = Path(__file__).resolve().parents[1] / "unit"
@@ -59,7 +60,7 @@ with Conntrack() as ct:
 
 
 def messages(path: Path) -> list[tuple[str, Any]]:
-    ensure_schemas()
+    discover()
     out = []
     for p in read_pcap(path):
         for off, ln, *_ in iter_messages(p.data):

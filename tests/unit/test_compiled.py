@@ -1,7 +1,8 @@
 """The generated tables are current and the schema matches the kernel's header.
 
-``python -m nfnl.compile --check`` regenerates ``nfnl/_compiled.py`` and
-``ctnetlink/_compiled.py`` from the construct declarations and must find them current;
+``python -m nfnl.compile --check`` regenerates the ``_compiled.py`` modules of every schema
+module (nfnl's headers and those of the ``nfnl.compile`` entry points) and must find them
+current; every generated file of the tree must have its schema module among the targets;
 the compiled tables must equal what the declarations give; and every ``CTA_*`` /
 ``IPCTNL_MSG_*`` constant of ``<linux/netfilter/nfnetlink_conntrack.h>`` (the installed
 header and the copy captured with the test data) must have the same number in the
@@ -23,7 +24,7 @@ from ctnetlink import schema as S
 from nfnl import _compiled as NC
 from nfnl import compile as compiler
 from nfnl import headers as H
-from nfnl.attrs import leaf_layout
+from nfnl.attrs import attr_tables, leaf_layout, struct_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_HEADER = Path("/usr/include/linux/netfilter/nfnetlink_conntrack.h")
@@ -37,24 +38,59 @@ def test_compile_check_finds_the_generated_modules_current() -> None:
     assert r.stderr == ""
 
 
-def test_rendering_equals_the_files() -> None:
-    for rel, render in compiler.TARGETS.items():
-        assert (ROOT / rel).read_text() == render(), rel
+def generated_files() -> dict[Path, str]:
+    """Every generated module of the tree: {path: the schema module its header names}."""
+    out = {}
+    for top in ("nfnl", "ctnetlink", "tools"):
+        for p in (ROOT / top).rglob("*.py"):
+            head = p.read_text().split("\n", 1)[0]
+            if head.startswith(compiler.MARKER):
+                out[p] = head[len(compiler.MARKER):].split(";")[0]
+    return out
 
 
-def test_check_reports_a_stale_module(tmp_path, monkeypatch) -> None:
-    """--check compares, never writes, and names the stale module."""
-    rendered = {rel: render() for rel, render in compiler.TARGETS.items()}
-    monkeypatch.setitem(compiler.TARGETS, "ctnetlink/_compiled.py",
-                        lambda: rendered["ctnetlink/_compiled.py"] + "# changed\n")
+def test_every_generated_file_is_a_target_and_current() -> None:
+    """--check covers every generated file: each names its schema module, which is a
+    target of ``python -m nfnl.compile`` (nfnl's own or an ``nfnl.compile`` entry point)
+    and renders exactly the committed file at exactly that place."""
+    found = generated_files()
+    assert {ROOT / "nfnl" / "_compiled.py", ROOT / "ctnetlink" / "_compiled.py"} <= set(found)
+    targets = compiler.targets()
+    for path, module in found.items():
+        assert module in targets, f"{path}: {module} is not an nfnl.compile entry point"
+        where, text = compiler.render(module)
+        assert where == path, module
+        assert path.read_text() == text, path
+    assert len(targets) == len(set(found.values())), "a target without a generated file"
+
+
+def test_check_reports_a_stale_module_and_writes_nothing(monkeypatch, capsys) -> None:
+    real = compiler.render
+
+    def stale(name: str):
+        path, text = real(name)
+        return path, text + ("# changed\n" if name == "ctnetlink.schema" else "")
+
+    monkeypatch.setattr(compiler, "render", stale)
     before = (ROOT / "ctnetlink" / "_compiled.py").read_text()
     assert compiler.main(["--check"]) == 1
+    assert "ctnetlink.schema" in capsys.readouterr().err
+    assert compiler.main(["--check", "nfnl.headers"]) == 0  # only the modules named
     assert (ROOT / "ctnetlink" / "_compiled.py").read_text() == before
 
 
+def test_a_module_without_compiled_tables_is_refused() -> None:
+    with pytest.raises(TypeError, match="not a schema module"):
+        compiler.render("nfnl.attrs")
+
+
 def test_compiled_tables_follow_the_declarations() -> None:
-    assert CC.ATTRS == compiler.attr_tables(*S.ROOTS)
+    assert CC.ATTRS == attr_tables(*S.ROOTS)
     assert CC.MESSAGES == {t: (n, aset.name) for t, (n, aset) in S.MESSAGES.items()}
+    assert CC.STRUCTS == struct_fields(*S.ROOTS) == {
+        "ctattr_protoinfo_tcp": {4: ("flags", "mask"), 5: ("flags", "mask")}}
+    assert CC.BODY_NAMES["ctattr_type"] == "CTA"
+    assert set(CC.BODY_NAMES) == {r.name for r in S.ROOTS}
     for aset in (a for root in S.ROOTS for a in root.walk()):
         for attr in aset:
             row = CC.ATTRS[aset.name][attr.type]

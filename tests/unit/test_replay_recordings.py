@@ -14,7 +14,7 @@ import pytest
 
 from nfnl.message import decode_message, encode_message, iter_messages
 from nfnl.pcap import Packet, PcapWriter
-from nfnl.replay import ensure_schemas
+from nfnl.registry import discover
 
 RECORDINGS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "list": [
@@ -174,7 +174,7 @@ def write_pcap(name: str, path) -> None:
 
 @pytest.mark.parametrize("name", sorted(RECORDINGS))
 def test_every_recorded_message_decodes_and_reencodes_exactly(name: str) -> None:
-    ensure_schemas()
+    discover()
     for _, data in recording(name):
         for off, ln, *_ in iter_messages(data):
             msg = decode_message(data, off)

@@ -24,14 +24,14 @@ from nfnl import _compiled as NL  # noqa: E402
 from nfnl.codec import decode_attrs  # noqa: E402
 from nfnl.message import decode_message, iter_messages, set_seq  # noqa: E402
 from nfnl.pcap import read_pcap  # noqa: E402
-from nfnl.replay import ensure_schemas  # noqa: E402
+from nfnl.registry import discover  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def assert_dissection_agrees(pkt, data: bytes) -> None:
     """Every message of ``pkt`` (a scapy dissection of ``data``) equals nfnl's decoding."""
-    ensure_schemas()
+    discover()
     assert bytes(pkt) == data  # dissect -> build is exact
     for i, (off, ln, *_) in enumerate(iter_messages(data), 1):
         m = decode_message(data, off)

@@ -10,13 +10,11 @@ of ``-U``. See ``docs/compatibility.md``.
 from __future__ import annotations
 
 import errno as E
-import os
-import signal
 import struct
 import sys
 
 from ctnetlink import constants as K
-from ctnetlink.client import EVENT_RCVBUF, Conntrack, _SocketDrops
+from ctnetlink.client import EVENT_RCVBUF, Conntrack
 from ctnetlink.decode import Decoder
 from ctnetlink.encode import encode_expect, encode_flow, encode_tuple
 from ctnetlink.filters import Filter
@@ -29,9 +27,12 @@ from nfnl.errors import NetlinkError
 from nfnl.message import build_nfnl
 from nfnl.socket import NetlinkSocket
 
-from .errors import PREFIX, OtherProblem
+from .errors import PREFIX, OtherProblem, Stop  # noqa: F401 - Stop: for tools/fixture/replaying
+from .formatting import fixed_now as _now
+from .formatting import fmt_options, output_clock
+from .formatting import format_module as _format_module
 from .invocation import Command, Invocation, OutputFlag, Table
-from .messages import ENOBUFS_WARNING, operation_failed, strerror
+from .messages import operation_failed, strerror
 from .output import Stdout
 from .requests import NAT_PORT_PROTOS, expect_key, expect_object, flow_object
 from .userfilter import make_filter, make_update_selector
@@ -101,60 +102,6 @@ def socket_step(e: OSError) -> str:
 
 def failed(code: int, command: Command | None) -> OtherProblem:
     return OtherProblem(f"Operation failed: {operation_failed(code, command)}")
-
-
-# --- output options ------------------------------------------------------------------
-
-_FIXED_CLOCKS: dict[str, Callable[[], float]] = {}
-
-
-def output_clock() -> Callable[[], float] | None:
-    """The clock outputs are computed against (``delta-time``, ``<when>``, ``-o
-    timestamp``): None for the real one, or a fixed time when the environment variable
-    ``CONNTRACK_NOW`` holds seconds since the epoch (replaying a recorded run)."""
-    now = os.environ.get("CONNTRACK_NOW")
-    if not now:
-        return None
-    clock = _FIXED_CLOCKS.get(now)
-    if clock is None:
-        value = float(now)
-        clock = _FIXED_CLOCKS[now] = lambda: value
-    return clock
-
-
-def _now() -> float | None:
-    clock = output_clock()
-    return None if clock is None else clock()
-
-
-def _labels(inv: Invocation):
-    lm = inv.label_map
-    return None if lm is None else dict(lm.names)
-
-
-def fmt_options(inv: Invocation, *, event: int | None = None, ktimestamp: bool = True,
-                labels: bool = True, save_prefix: str | None = None):
-    from ctnetlink.formats import Options
-
-    o = inv.output
-    return Options(extended=bool(o & OutputFlag.EXTENDED), id=bool(o & OutputFlag.ID),
-                   ktimestamp=ktimestamp and bool(o & OutputFlag.KTIMESTAMP),
-                   timestamp=bool(o & OutputFlag.TIMESTAMP),
-                   labels=_labels(inv) if labels else None, event=event,
-                   save_prefix=save_prefix, clock=output_clock())
-
-
-def _format_module(inv: Invocation):
-    o = inv.output
-    if o & OutputFlag.JSON:
-        from ctnetlink.formats import json as mod
-    elif o & OutputFlag.SAVE:
-        from ctnetlink.formats import save as mod
-    elif o & OutputFlag.XML:
-        from ctnetlink.formats import xml as mod
-    else:
-        from ctnetlink.formats import text as mod
-    return mod
 
 
 class Printer:
@@ -334,7 +281,7 @@ def cmd_list(inv: Invocation, ctx: Context) -> int:
 def _list_lines(batch, decoder: Decoder, printer: Printer, kf: Filter | None,
                 filt) -> list[str]:
     """The printed lines of one datagram of a dump (the hot loop of ``-L``)."""
-    shapes = decoder._shapes
+    shapes = decoder.shapes
     values = decoder.values
     fmts = printer._by_shape
     finish = printer._finish
@@ -772,14 +719,6 @@ def cmd_exp_stats(inv: Invocation, ctx: Context) -> int:
 
 # --- -E --------------------------------------------------------------------------------------
 
-class Stop(Exception):
-    """SIGINT/SIGTERM ended an event listener."""
-
-
-def _on_signal(signum, frame):  # pragma: no cover - exercised by subprocess tests
-    raise Stop()
-
-
 def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
     try:
         sock = NetlinkSocket(groups=inv.event_groups)
@@ -803,106 +742,10 @@ def open_event_socket(inv: Invocation, ctx: Context) -> NetlinkSocket:
 
 
 def cmd_event(inv: Invocation, ctx: Context) -> int:
-    from .parse import runtime_checks
+    sock = open_event_socket(inv, ctx)  # first: its failure is the reference's message
+    from .events import listen_and_print
 
-    expect = inv.command == Command.EXP_EVENT
-    sock = open_event_socket(inv, ctx)
-    if not ctx.batch:
-        runtime_checks(inv)
-    filt = None if expect else make_filter(inv, events=True)
-    out = ctx.out
-    o = inv.output
-    xml = bool(o & OutputFlag.XML)
-    js = bool(o & OutputFlag.JSON)
-    ts = bool(o & OutputFlag.TIMESTAMP)
-    n = 0
-    started = False
-    drops = _SocketDrops(sock)
-    from .progname import ProgName
-    progname = ProgName()
-    if expect:
-        from ctnetlink.formats import expect as xfmt
-    else:
-        from ctnetlink.formats import text as tfmt
-        fmts = {ev: _format_module(inv).flow_formatter(fmt_options(inv, event=ev))
-                for ev in (1, 2, 3)}
-    decode = Conntrack(sock)._event_decoders()
-    prologue = ('<?xml version="1.0" encoding="utf-8"?>\n<expect>\n' if expect
-                else '<?xml version="1.0" encoding="utf-8"?>\n<conntrack>\n')
-    closing = "</expect>\n" if expect else "</conntrack>\n"
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            before = sock.overruns
-            try:
-                buf = sock.recv()
-            except OSError as e:
-                raise OtherProblem(f"failed to received netlink event: {strerror(e.errno or 0)}") from None
-            if buf is None:
-                if sock.overruns != before:
-                    lost = drops.delta()
-                    ctx.warn(ENOBUFS_WARNING + f"WARNING: {lost} events have been lost.\n")
-                continue
-            off = 0
-            chunks = []
-            while off + 16 <= len(buf):
-                ln = int.from_bytes(buf[off:off + 4], "little")
-                if ln < 16:
-                    break
-                # expectation events are never filtered by family (-f is illegal with
-                # -E expect; the default family 2 must not hide IPv6 expectations)
-                ev = decode(buf, off, None if expect else inv.family or None)
-                off += (ln + 3) & ~3
-                if ev is None:
-                    continue
-                if expect:
-                    if xml:
-                        rec = xfmt.format_expect_xml(ev.expect, int(ev.type), timestamp=ts,
-                                                     now=_now())
-                    else:
-                        rec = xfmt.format_expect(ev.expect, int(ev.type))
-                        if ts:
-                            rec = xfmt.timestamp_prefix_now(output_clock()) + rec
-                else:
-                    flow = ev.flow
-                    if filt is not None and not filt(flow):
-                        continue
-                    rec = fmts[int(ev.type)](flow)
-                    if rec is None:
-                        continue
-                    if len(rec) >= 1024:
-                        rec = tfmt.clip(rec, 1024)
-                    if ts and not xml and not js:
-                        rec = tfmt.timestamp_prefix_now(output_clock()) + rec
-                    if ev.portid and not js:
-                        rec += tfmt.userspace_suffix(ev.portid, progname.lookup(ev.portid))
-                    elif ev.portid and js:
-                        name = progname.lookup(ev.portid)
-                        rec = rec[:-1] + f',"portid":{ev.portid}' + (
-                            f',"progname":{_jstr(name)}' if name else "") + "}"
-                if xml and not started:
-                    chunks.append(prologue)
-                started = True
-                chunks.append(rec + "\n")
-                n += 1
-            if chunks:
-                out.write("".join(chunks))
-                out.flush()
-    except Stop:
-        pass
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        sock.close()
-    if xml and started:
-        out.write(closing)
-        out.flush()
-    return n
-
-
-def _jstr(s: str) -> str:
-    import json
-    return json.dumps(s)
+    return listen_and_print(inv, ctx, sock)
 
 
 # --- expectations ------------------------------------------------------------------------------

@@ -48,3 +48,7 @@ def format_error(err: CliError) -> str:
     if err.status == PARAMETER_PROBLEM:
         text += TRY_LINE
     return text
+
+
+class Stop(Exception):
+    """SIGINT/SIGTERM ended an event listener (``-E``)."""

@@ -12,7 +12,7 @@ Modes plug in through a module ``conntrack_tools.conntrackd.modes`` with a funct
 readers and timers with ``daemon.loop``, control handlers with
 ``daemon.control.add_handler`` (they run after the generic handler: ``-k``,
 ``-s runtime``, ``-s process``) and clean-up with ``daemon.on_shutdown``. It raises
-:class:`InitError` (after logging its reasons) when it cannot start; the daemon then
+:class:`~.modes.InitError` (after logging its reasons) when it cannot start; the daemon then
 logs ``conntrackd cannot start, please review your configuration``, removes the lock
 and exits 1. ``start`` must not start threads: in daemon mode the process forks after
 it returns.
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
     from .config import Config
-
-
-class InitError(Exception):
-    """A mode could not start (its reasons are already logged)."""
 
 
 class NetlinkStats:
@@ -222,7 +218,7 @@ class Daemon:
 
                 try:
                     self.mode = modes.start(self)
-                except InitError:
+                except modes.InitError:
                     return False
                 except Exception as e:  # noqa: BLE001 - a bug: cannot start, cleanly
                     self.internal_error(e)

@@ -19,10 +19,13 @@ from . import handlers as H
 _LEVELS = ("info", "notice", "warning", "error")
 
 
+class InitError(Exception):
+    """A mode could not start (its reasons are already logged)."""
+
+
 def start(daemon: Any) -> Any:
     """Start the sync or stats mode of ``daemon`` (None for a helper-only config)."""
     from .core import Core
-    from .daemon import InitError
 
     cfg = daemon.config
     if cfg.sync is None and cfg.stats is None:

@@ -7,7 +7,7 @@ nethdr_ack``), the attribute header (``struct netattr``) and one
 messages, ``enum nta_exp_attr`` for expectations), with the C constant names and
 the byte order each attribute really has on an x86-64 sender (SPAT_PORT, DPAT_PORT
 and ICMP_ID little-endian). Everything is big-endian otherwise; attributes are padded
-to 4 bytes and their length excludes the padding. :func:`render_compiled` derives
+to 4 bytes and their length excludes the padding. :func:`compiled_tables` derives
 ``_compiled.py`` (the struct formats and length rules the runtime codec uses);
 :data:`Datagram` and :func:`parse_interpreted` run the same declarations through
 construct's interpreter, which tests use to cross-check the fast path.
@@ -291,15 +291,13 @@ def _struct_format(decl: cs.Struct) -> str:
     return ">" + fmt
 
 
-def render_compiled() -> str:
-    """The source of ``_compiled.py``."""
-    from nfnl.compile import emit
-
-    return emit(
-        "tools/conntrackd/wire/schema.py",
-        NETHDR_FMT=_struct_format(NetHdr),
-        NETHDR_ACK_FMT=_struct_format(NetHdrAck),
-        NETATTR_FMT=_struct_format(NetAttr),
-        CT_ATTRS=attr_table(NTA_CT),
-        EXP_ATTRS=attr_table(NTA_EXP),
-    )
+def compiled_tables() -> dict[str, object]:
+    """What ``python -m nfnl.compile`` writes to ``_compiled.py`` (this module is found
+    through the ``nfnl.compile`` entry point ``conntrackd-wire``)."""
+    return {
+        "NETHDR_FMT": _struct_format(NetHdr),
+        "NETHDR_ACK_FMT": _struct_format(NetHdrAck),
+        "NETATTR_FMT": _struct_format(NetAttr),
+        "CT_ATTRS": attr_table(NTA_CT),
+        "EXP_ATTRS": attr_table(NTA_EXP),
+    }
