@@ -208,14 +208,13 @@ def test_tshark_decodes_netfilter_netlink(tmp_path: Path) -> None:
                  "-T", "fields", "-e", "frame.number").split() == ["2"]
 
 
-def test_import_is_cheap(tmp_path: Path) -> None:
-    """No typing/dataclasses/construct, and under 2 ms once the bytecode is cached."""
-    code = ("import sys, time; import nfnl; before = set(sys.modules); t = time.perf_counter();"
-            "import nfnl.pcap; dt = time.perf_counter() - t;"
-            "print(dt, *sorted(set(sys.modules) - before))")
-    env = {"PYTHONPYCACHEPREFIX": str(tmp_path), "PATH": "/usr/bin:/bin"}
+def test_import_is_cheap() -> None:
+    """Importing nfnl.pcap loads nothing heavy: no typing/dataclasses/construct, only
+    struct (its cost is measured by the start-up benchmark, not here)."""
+    code = ("import sys; import nfnl; before = set(sys.modules); import nfnl.pcap;"
+            "print(*sorted(set(sys.modules) - before))")
     root = Path(__file__).resolve().parents[2]
-    runs = [subprocess.run([sys.executable, "-S", "-c", code], cwd=root, env=env, check=True,
-                           capture_output=True, text=True).stdout.split() for _ in range(5)]
-    assert set(runs[0][1:]) <= {"nfnl.pcap", "struct", "_struct"}
-    assert min(float(r[0]) for r in runs[1:]) < 0.002
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=root, env={"PATH": "/usr/bin:/bin"},
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert "nfnl.pcap" in out
+    assert set(out) <= {"nfnl.pcap", "struct", "_struct"}
