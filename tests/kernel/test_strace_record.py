@@ -6,6 +6,7 @@ conntrack table is never touched.
 
 import errno
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -116,7 +117,8 @@ def test_event_listener_is_stopped_with_sigint(netns: str, tmp_path: Path) -> No
         rec.wait_idle()  # the event has been printed; conntrack waits for the next one
         result = rec.stop()
     assert result.returncode == 0
-    assert result.stdout.startswith(b"    [NEW] tcp      6 300 ESTABLISHED src=192.0.2.7 ")
+    # the timeout counts down from 300 while a loaded machine gets to the event
+    assert re.match(rb"    \[NEW\] tcp      6 (300|29\d) ESTABLISHED src=192\.0\.2\.7 ", result.stdout)
     assert result.stderr == b"conntrack v1.4.7 (conntrack-tools): 1 flow events have been shown.\n"
     [event] = result.datagrams
     [(kind, flags, seq, payload)] = messages(event.data)
