@@ -110,7 +110,7 @@ def keepalived_config(name: str, notify: str | None, advert_int: int) -> str:
         inst += (f"vrrp_instance VI_{i} {{\n  interface {ifname}\n  state {state}\n"
                  f"  virtual_router_id {60 + i}\n  priority {r['prio']}\n"
                  f"  advert_int {advert_int}\n"
-                 f"  authentication {{\n    auth_type PASS\n    auth_pass papas_co\n  }}\n"
+                 f"  authentication {{\n    auth_type PASS\n    auth_pass ctsync01\n  }}\n"
                  f"  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n")
     return (f"global_defs {{\n  router_id ha-{name}\n  script_user root\n"
             f"  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n}}\n"
@@ -339,13 +339,19 @@ class EchoClient:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert json.loads(self.proc.stdout.readline()) == {"ready": True}
 
-    def call(self, **cmd) -> dict:
+    def send(self, **cmd) -> None:
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
+
+    def reply(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("echo client died")
         return json.loads(line)
+
+    def call(self, **cmd) -> dict:
+        self.send(**cmd)
+        return self.reply()
 
     def open(self, n: int) -> int:
         return self.call(cmd="open", n=n)["open"]
@@ -467,10 +473,12 @@ class HATopo:
         wait_for(lambda: self.r2.external_flows() >= n, timeout,
                  f"backup learned {self.r2.external_flows()} of {n} flows", every=0.1)
 
-    def failover(self, timeout: float = 20.0, every: float = 0.02) -> Failover:
+    def failover(self, timeout: float = 20.0, every: float = 0.02, busy: bool = False) -> Failover:
         """Crash the primary (:meth:`Router.crash`), wait for the VIPs on the backup, then
         send on every connection (a token each ``every`` s) until each passes data again
-        or ``timeout`` s have passed."""
+        or ``timeout`` s have passed. ``busy``: the connections send from the crash on
+        (their lost segments put TCP into retransmission backoff before the VIPs move)
+        instead of from the VIP move on."""
         assert self.client is not None
         watch = VipWatch(self.r2)
         try:
@@ -478,10 +486,15 @@ class HATopo:
             # crash (VRRP's master-down interval), so nothing is missed
             crashed = time.monotonic()
             self.r1.crash()
+            if busy:  # after the crash: no echo can come back before the VIPs move
+                self.client.send(cmd="watch", timeout=timeout, every=every)
             vip = watch.wait(timeout)
         finally:
             watch.close()
-        times = self.client.watch(timeout, every)
+        if busy:
+            times = self.client.reply()["times"]
+        else:
+            times = self.client.watch(timeout, every)
         script = None
         if self.r2.bin is not None:
             wait_for(lambda: self._script_done(self.r2, "primary"), timeout,
