@@ -145,7 +145,11 @@ class Router:
         if self.impl == "ours":
             path = os.path.join(self.dir, "conntrackd")
             with open(path, "w") as f:
-                f.write(f'#!/bin/sh\nexec {sys.executable} -m conntrack_tools.conntrackd "$@"\n')
+                # the daemon this process would import (keepalived's scripts do not
+                # inherit the test's environment)
+                pp = os.environ.get("PYTHONPATH")
+                env = f"export PYTHONPATH={pp}\n" if pp else ""
+                f.write(f'#!/bin/sh\n{env}exec {sys.executable} -m conntrack_tools.conntrackd "$@"\n')
             os.chmod(path, 0o755)
             return path
         raise ValueError(self.impl)
