@@ -15,6 +15,8 @@ are :func:`helpers.hatopo.ours_pairs`, to be added to ``PAIRS`` when they land.
 """
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from helpers.hatopo import HATopo
@@ -47,3 +49,34 @@ def test_failover_without_backup_daemon_loses_every_connection() -> None:
         assert result.kept == 0, info
         assert result.dropped > 0, info
         assert topo.r2.kernel_flows() == 0, info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_teardown_kills_every_process_and_deletes_the_namespaces() -> None:
+    """Including a daemon the script started itself: the backup's conntrackd is killed,
+    ``primary-backup.sh backup`` finds none and starts ``conntrackd -d``."""
+    topo = HATopo("c", "c")
+    try:
+        topo.create()
+        topo.r2.conntrackd.kill()
+        topo.r2.conntrackd.wait()
+        r = topo.r2.ns.run(topo.r2.notify_command(), "backup", check=False)
+        assert r.returncode == 0
+        stray = [int(p) for p in topo.r2.ns.run("ip", "netns", "pids", topo.r2.ns.name).stdout.split()]
+        cmdlines = [open(f"/proc/{p}/cmdline").read() for p in stray if _alive(p)]
+        assert any("conntrackd" in c and "-d" in c.split("\0") for c in cmdlines), cmdlines
+        pids = stray + [p.pid for p in (topo.r1.keepalived, topo.r1.conntrackd, topo.server,
+                                        topo.client.proc)]
+        names = [ns.name for ns in topo.namespaces]
+    finally:
+        topo.close()
+    assert [p for p in pids if _alive(p)] == []
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert [n for n in names if n in listed] == []
