@@ -109,3 +109,51 @@ def test_conntrackd_conf_is_read_alike_and_without_warnings(namespace, tmp_path)
 def test_keepalived_conf_passes_keepalived_config_test(namespace):
     r = namespace.run("keepalived", "-t", "-f", str(CONTRIB / "keepalived.conf"), check=False)
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def _notify_messages(namespace, program: list[str], config: Path, sock_path: Path) -> list[str]:
+    """Start ``program -C config`` as systemd would for Type=notify (NOTIFY_SOCKET set),
+    collect its notifications until READY=1, stop it with SIGTERM (as ``systemctl
+    stop``) and collect the rest."""
+    import signal
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(sock_path))
+        s.settimeout(30)
+        proc = subprocess.Popen(["ip", "netns", "exec", namespace.name, *program, "-C",
+                                 str(config)], env={**os.environ, "NOTIFY_SOCKET": str(sock_path)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        msgs: list[str] = []
+        try:
+            while "READY=1" not in msgs:
+                msgs += s.recv(4096).decode().split("\n")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        s.settimeout(0.5)
+        try:
+            while True:
+                msgs += s.recv(4096).decode().split("\n")
+        except TimeoutError:
+            pass
+    return [m for m in msgs if m]
+
+
+@pytest.mark.parametrize("impl", ["c", "ours"])
+def test_conntrackd_conf_gives_type_notify_its_ready(namespace, tmp_path, impl):
+    """The unit's ``Type=notify`` with the contrib configuration (paths moved to a temp
+    dir): the daemon says READY=1 once started and STOPPING=1 when stopped."""
+    namespace.run("ip", "link", "set", "eth2", "up")
+    namespace.run("ip", "addr", "add", "192.168.100.100/24", "dev", "eth2")
+    text = (CONTRIB / "conntrackd.conf").read_text()
+    text = (text.replace("/var/run/conntrackd.ctl", str(tmp_path / "ctl"))
+            .replace("/var/lock/conntrack.lock", str(tmp_path / "lock"))
+            .replace("LogFile on", f"LogFile {tmp_path}/log"))
+    config = tmp_path / "conntrackd.conf"
+    config.write_text(text)
+    program = ["/usr/sbin/conntrackd"] if impl == "c" else [sys.executable, "-m",
+                                                            "conntrack_tools.conntrackd"]
+    msgs = _notify_messages(namespace, program, config, tmp_path / "notify")
+    assert "READY=1" in msgs
+    assert "STOPPING=1" in msgs[msgs.index("READY=1"):]
