@@ -192,6 +192,11 @@ class Daemon:
         warning = set_scheduler(sched.policy, sched.priority)
         if warning:
             self.log.warning(warning)
+        if self.config.sync is not None or self.config.stats is not None:
+            # The mode code (tens of ms of imports) is loaded before the control socket
+            # appears: a client that waits for the socket and then makes traffic must not
+            # find the event socket still unsubscribed (its events would be lost).
+            from . import core  # noqa: F401
         try:
             self.control.open()
         except OSError:
