@@ -108,5 +108,7 @@ ip netns exec "$NS" "${CT[@]}" -F
 want=$(ip netns exec "$NS" "${CTD[@]}" -i | wc -l)
 for _ in $(seq 100); do [ "$(cat "$dir/stats.log" 2>/dev/null | wc -l)" -ge "$want" ] && break; sleep 0.05; done
 cat "$dir/stats.log"
+echo "### conntrackd -s   (the destroyed flows' counters are in the traffic totals)"
+ip netns exec "$NS" "${CTD[@]}" -s
 ip netns exec "$NS" "${CTD[@]}" -k
 wait "$DPID" || true; DPID=
