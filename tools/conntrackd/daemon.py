@@ -193,10 +193,14 @@ class Daemon:
         if warning:
             self.log.warning(warning)
         if self.config.sync is not None or self.config.stats is not None:
-            # The mode code (tens of ms of imports) is loaded before the control socket
-            # appears: a client that waits for the socket and then makes traffic must not
-            # find the event socket still unsubscribed (its events would be lost).
-            from . import core  # noqa: F401
+            # The mode code and the netlink client (tens of ms of imports) are loaded
+            # before the control socket appears: a client that waits for the socket and
+            # then makes traffic must not find the event socket still unsubscribed (its
+            # events would be lost).
+            import ctnetlink.client  # noqa: F401
+            import nfnl.socket  # noqa: F401
+
+            from . import core, modes  # noqa: F401
         try:
             self.control.open()
         except OSError:
