@@ -78,13 +78,14 @@ class CacheSource:
 _NLMSG = struct.Struct("=IHHIIBBH")
 
 
-def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
+def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | None:
     """Apply a received state message to the external caches (conntrackd.md §6.6): NEW
     deletes an existing entry and adds the new one, UPDATE updates (or adds), DELETE
-    deletes. Expectation messages need ``exp`` (ignored without)."""
+    deletes. Expectation messages need ``exp`` (ignored without). Returns the entry's
+    cache key (None when ignored)."""
     if op.expect:
         if exp is None:
-            return
+            return None
         from ctnetlink.encode import encode_expect
 
         e = op.obj
@@ -104,3 +105,4 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
         cache.add(p)
     else:
         cache.update_force(p)
+    return p.key
