@@ -17,7 +17,9 @@ It replaces the hooks :class:`~.syncmode.SyncMode` leaves for it:
 * ``mode.links`` gives the real ``-s``/``-s network``/``-s link``/``-s queue``/
   ``-s rsqueue`` figures (:class:`~.channels.links.ChannelLinks`);
 * ``mode.expires`` the ``[expires in Ns]`` of ALARM's ``-e``;
-* ``mode.handle`` answers ``-n`` (23) and ``-B`` (22) first, then the mode's own handler.
+* ``mode.handle`` answers ``-n`` (23) and ``-B`` (22) first, and ``-e`` without reply
+  tuples as 1.4.7 prints its external cache (a sync message carries none), then the
+  mode's own handler.
 
 Received datagrams (TCP: complete messages) go through the machine; its actions are
 applied here: state messages to the external caches (:func:`.sync.source.apply`) or,
@@ -213,6 +215,14 @@ class Replication:
                     self._actions(self.machine.request_resync(), None)
                 self._kick()
             return ()
+        if code in (H.CT_DUMP_EXTERNAL, H.CT_DUMP_EXT_XML) \
+                and not self.mode.settings.disable_external_cache:
+            from . import output as O
+
+            mode = self.mode
+            return O.dump_cache(mode.external, xml=code == H.CT_DUMP_EXT_XML,
+                                hide_dead=self.sync.mode == "ftfw", now=mode.clock(),
+                                expires=self.expires, reply=False)
         return inner(code)
 
     # --- receiving ----------------------------------------------------------------------------
