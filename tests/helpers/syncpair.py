@@ -36,9 +36,12 @@ ACTIVE = re.compile(r" \[active since \d+s\]| \[expires in \d+s\]")
 
 
 def sync_config(kind: str, side: str, mode: str = "ftfw", mode_opts: str = "",
-                extra: str = "", port: int = 3780) -> str:
-    """The ``Sync`` section of one side (one channel on link ``s0``)."""
-    block = channel_config(kind, side, 0, port=port)
+                extra: str = "", port: int = 3780, second: str | None = None) -> str:
+    """The ``Sync`` section of one side (one channel on link ``s0``; ``second``: another
+    one on ``s1``, ``s0``'s being the Default)."""
+    block = channel_config(kind, side, 0, port=port, default=second is not None)
+    if second is not None:
+        block += channel_config(second, side, 1, port=port + 1)
     return f"Sync {{\n\tMode {MODES[mode]} {{\n{mode_opts}\t}}\n{block}{extra}}}\n"
 
 
@@ -47,8 +50,9 @@ class SyncPair:
 
     def __init__(self, primary: str = "ours", backup: str = "ours", *, mode: str = "ftfw",
                  kind: str = "udp4", mode_opts: str = "", extra: str = "",
-                 general: str = "", links: int = 1) -> None:
-        self.links = SyncLinks(links, prefix="repl")
+                 general: str = "", second: str | None = None) -> None:
+        self.links = SyncLinks(2 if second else 1, prefix="repl")
+        self.second = second
         self.kinds = {"a": primary, "b": backup}
         self.mode = mode
         self.kind = kind
@@ -82,7 +86,8 @@ class SyncPair:
         return self.links.ns(side)
 
     def start(self, side: str) -> CDaemon:
-        sync = sync_config(self.kind, side, self.mode, self.mode_opts, self.extra)
+        sync = sync_config(self.kind, side, self.mode, self.mode_opts, self.extra,
+                           second=self.second)
         d = CDaemon(self.ns(side), sync, general=FILTER + self.general,
                     program=PROGRAMS[self.kinds[side]])
         d.start()
@@ -168,8 +173,8 @@ def conntrack_insert(ns, *args: str) -> None:
 def nft_loss(ns, iface: str = "s0") -> None:
     """Drop 20% of the packets entering and leaving ``iface`` (numgen random)."""
     ns.nft(f"""table inet repl_loss {{
-  chain in {{ type filter hook input priority -300; iifname "{iface}" numgen random mod 5 == 0 drop }}
-  chain out {{ type filter hook output priority -300; oifname "{iface}" numgen random mod 5 == 0 drop }}
+  chain lossin {{ type filter hook input priority -300; iifname "{iface}" numgen random mod 5 == 0 drop; }}
+  chain lossout {{ type filter hook output priority -300; oifname "{iface}" numgen random mod 5 == 0 drop; }}
 }}""")
 
 
