@@ -85,9 +85,11 @@ def bench_burst(kind: str, n: int, wait: float) -> None:
         t_flush = time.monotonic() - t1
         t2 = until(lambda: active(p, "b", "external") == 0, wait)
         left = active(p, "b", "external")
+        since = None if t is None else t + t_fill
         print(f"{kind:>5} pair  burst {n} creates ({t_fill:.2f} s in the kernel): all in "
-              f"backup after {fmt(t)}, missing {n - peak}; flush ({t_flush:.2f} s): empty "
-              f"after {fmt(t2)}, left over {left}", flush=True)
+              f"backup {fmt(since)} after the first create ({fmt(t)} after the last), "
+              f"missing {n - peak}; flush ({t_flush:.2f} s): empty {fmt(t2)} after it, "
+              f"left over {left}", flush=True)
 
 
 def bench_loss(kind: str, n: int, wait: float) -> None:

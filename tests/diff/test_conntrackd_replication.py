@@ -146,3 +146,35 @@ def test_alarm_cache_timeout_expires_entries() -> None:
         make_flows(p.ns("a"), 3)
         assert p.wait_external(3)
         assert p.wait(lambda: p.external() == [], 10)
+
+
+@pytest.mark.parametrize("primary,backup", PAIRS, ids=["ours-ours", "c-ours", "ours-c"])
+def test_expectation_sync(primary: str, backup: str) -> None:
+    """``ExpectationSync on``: the FTP helper's expectations of the primary (IPv4 and
+    IPv6) are listed by the backup's ``-e expect`` as by the primary's ``-i expect``."""
+    import socket
+
+    from helpers.ftp import FtpServer, enable_ftp_helper, enable_tracking
+
+    with SyncPair(primary, backup, filter="",
+                  extra="\tOptions { ExpectationSync on }\n") as p:
+        ns = p.ns("a")
+        enable_tracking(ns)
+        enable_ftp_helper(ns)
+        with ns.enter():
+            ftp = FtpServer()
+        try:
+            with ns.enter():
+                ftp.session(socket.AF_INET, "PORT")
+                ftp.session(socket.AF_INET, "PASV")
+                ftp.session(socket.AF_INET6, "EPSV")
+
+            def dump(side: str, code: int) -> list[str]:
+                out = p.daemons[side].request(code).decode()
+                return sorted(re.sub(r" \[active since \d+s\]", "", x) for x in out.splitlines())
+            assert p.wait(lambda: len(dump("a", H.EXP_DUMP_INTERNAL)) == 3, 10)
+            want = dump("a", H.EXP_DUMP_INTERNAL)
+            assert p.wait(lambda: dump("b", H.EXP_DUMP_EXTERNAL) == want, 15), \
+                dump("b", H.EXP_DUMP_EXTERNAL)
+        finally:
+            ftp.close()

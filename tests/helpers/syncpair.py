@@ -50,9 +50,10 @@ class SyncPair:
 
     def __init__(self, primary: str = "ours", backup: str = "ours", *, mode: str = "ftfw",
                  kind: str = "udp4", mode_opts: str = "", extra: str = "",
-                 general: str = "", second: str | None = None) -> None:
+                 general: str = "", second: str | None = None, filter: str = FILTER) -> None:
         self.links = SyncLinks(2 if second else 1, prefix="repl")
         self.second = second
+        self.filter = filter
         self.kinds = {"a": primary, "b": backup}
         self.mode = mode
         self.kind = kind
@@ -88,7 +89,7 @@ class SyncPair:
     def start(self, side: str) -> CDaemon:
         sync = sync_config(self.kind, side, self.mode, self.mode_opts, self.extra,
                            second=self.second)
-        d = CDaemon(self.ns(side), sync, general=FILTER + self.general,
+        d = CDaemon(self.ns(side), sync, general=self.filter + self.general,
                     program=PROGRAMS[self.kinds[side]])
         d.start()
         self.daemons[side] = d
