@@ -178,3 +178,24 @@ def test_expectation_sync(primary: str, backup: str) -> None:
                 dump("b", H.EXP_DUMP_EXTERNAL)
         finally:
             ftp.close()
+
+
+@pytest.mark.parametrize("mode", ["ftfw", "notrack", "alarm"])
+def test_statistics_layout_like_the_reference(mode: str) -> None:
+    """``-s``, ``-s network``, ``-s link``, ``-s queue``, ``-s rsqueue`` of a running
+    primary (TCP channel, connected) have the C pair's layout: the same text once every
+    number is masked."""
+    codes = (H.STATS, H.STATS_NETWORK, H.STATS_LINK, H.STATS_QUEUE, H.STATS_RSQUEUE)
+    got = {}
+    for kind in ("c", "ours"):
+        with SyncPair(kind, kind, mode=mode, kind="tcp4") as p:
+            make_flows(p.ns("a"), 20)
+            assert p.wait_external(20)
+            assert p.wait(lambda: "client=connected" in p.stats("a", H.STATS_NETWORK)
+                          and "server=connected" in p.stats("a", H.STATS_NETWORK), 10)
+            # everything acknowledged: only control messages wait for their ACK
+            assert p.wait(lambda: "object" not in p.stats("a", H.STATS_RSQUEUE), 10), \
+                p.stats("a", H.STATS_RSQUEUE)
+            got[kind] = {c: re.sub(r" *\d+", " N", p.stats("a", c)) for c in codes}
+    for c in codes:
+        assert got["ours"][c] == got["c"][c], c
