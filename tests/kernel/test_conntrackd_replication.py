@@ -212,3 +212,32 @@ def test_wrong_udp_checksum_is_dropped_by_the_kernel() -> None:
         net = p.stats("b", H.STATS_NETWORK)
         assert recv_counters(net)["Malformed messages"] == 0
         assert re.search(r"\s0 Pckts recv", net), net
+
+
+def test_notrack_without_internal_cache_sends_events_and_kernel_dumps() -> None:
+    """NOTRACK ``DisableInternalCache``: events leave as they come (bypass), and a
+    RESYNC from the peer is answered with a dump of the kernel table."""
+    with SyncPair("ours", "ours", mode="notrack",
+                  mode_opts="\t\tDisableInternalCache on\n") as p:
+        make_flows(p.ns("a"), 15)
+        assert p.wait_external(15)
+        st = p.stats("a")
+        assert "internal bypass:" in st
+        assert counter(st.split("internal bypass:")[1], "connections new") == 15
+        p.b.request(H.CT_FLUSH_EXT_CACHE)
+        assert p.external() == []
+        p.b.request(H.REQUEST_DUMP)
+        assert p.wait_external(15)
+
+
+def test_sigkill_of_the_primary() -> None:
+    """The backup keeps what it has when the primary dies; the restarted primary brings
+    what changed meanwhile (its bulk after the handshake, our backup's resync)."""
+    with SyncPair("ours", "ours", mode="ftfw") as p:
+        make_flows(p.ns("a"), 20)
+        assert p.wait_external(20)
+        p.stop("a", kill=True)
+        assert len(p.external()) == 20
+        make_flows(p.ns("a"), 5, base=500)
+        p.start("a")
+        assert p.wait_external(25, timeout=20), len(p.external())
