@@ -362,10 +362,10 @@ class Replication:
         gone = st.sweep(now)
         if gone:
             ext = self.mode.external
-            for key in gone:
-                ext.delete(key)
-            self.log("notice", f"external cache: {len(gone)} entries the peer no longer has "
-                               "removed")
+            n = sum(1 for key in gone if ext.delete(key))
+            if n:
+                self.log("notice", f"external cache: {n} entries the peer no longer has "
+                                   "removed")
 
     def _arm(self) -> None:
         if self._closed or self.machine is None:
