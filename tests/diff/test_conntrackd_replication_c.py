@@ -199,3 +199,20 @@ def test_statistics_layout_like_the_reference(mode: str) -> None:
             got[kind] = {c: re.sub(r" *\d+", " N", p.stats("a", c)) for c in codes}
     for c in codes:
         assert got["ours"][c] == got["c"][c], c
+
+
+@pytest.mark.parametrize("mode", ["ftfw", "alarm"])
+def test_external_dumps_equal_the_c_backups(mode: str) -> None:
+    """The same primary (ours) and flows, a C backup then ours: ``-e`` and ``-e -x``
+    are the same lines (XML: the empty reply tuple of 1.4.7's external objects)."""
+    got = {}
+    for backup in ("c", "ours"):
+        with SyncPair("ours", backup, mode=mode) as p:
+            populate(p)
+            assert p.wait_external(TOTAL)
+            got[backup] = [
+                sorted(re.sub(r" \[(active since|expires in) \d+s\]", "", x)
+                       for x in p.b.request(code).decode().splitlines())
+                for code in (H.CT_DUMP_EXTERNAL, H.CT_DUMP_EXT_XML)]
+    assert got["ours"] == got["c"]
+    assert len(got["ours"][1]) == TOTAL
