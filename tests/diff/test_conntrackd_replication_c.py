@@ -216,3 +216,29 @@ def test_external_dumps_equal_the_c_backups(mode: str) -> None:
                 for code in (H.CT_DUMP_EXTERNAL, H.CT_DUMP_EXT_XML)]
     assert got["ours"] == got["c"]
     assert len(got["ours"][1]) == TOTAL
+
+
+def test_injection_counters_like_the_reference() -> None:
+    """``DisableExternalCache``: the same primary (ours) and changes, a C backup then
+    ours: the backup's kernel table gets the flows (``conntrack -L``, reply tuples
+    included), and ``-s`` shows the same ``external inject:`` block."""
+    got = {}
+    for backup in ("c", "ours"):
+        with SyncPair("ours", backup, mode="ftfw",
+                      mode_opts="\t\tDisableExternalCache on\n") as p:
+            populate(p)
+
+            def table() -> list[str]:
+                out = p.ns("b").conntrack("-L", "-o", "extended", check=False).stdout
+                return sorted(re.sub(r"^(\S+ +\d+ +\S+ +\d+) \d+ ", r"\1 T ", x)
+                              for x in out.splitlines() if "10.99." in x or "fd00:99" in x)
+            assert p.wait(lambda: len(table()) == TOTAL, 20), len(table())
+            ns = p.ns("a")
+            ns.conntrack("-D", "-s", "10.99.1.2")
+            ns.conntrack("-U", "-s", "10.99.1.1", "-m", "99")
+            assert p.wait(lambda: len(table()) == TOTAL - 1
+                          and any("mark=99" in x for x in table()), 20)
+            st = p.stats("b")
+            got[backup] = (table(), st[st.index("external inject:"):st.index("traffic")])
+    assert got["ours"][0] == got["c"][0]
+    assert got["ours"][1] == got["c"][1]
