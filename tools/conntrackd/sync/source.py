@@ -8,16 +8,16 @@ entry (``hold`` / ``put``) so that a dead entry stays until its DEL is out (FTFW
 it is acknowledged). :func:`apply` applies a received :class:`~.common.CacheOp` to an
 external cache as conntrackd.md §6.6 says (NEW replaces, UPDATE updates or adds,
 DELETE deletes), converting the sync payload to the ctnetlink form the cache stores
-without building Python objects (:func:`..wire.ctsync.payload_flow_message`).
+without building Python objects (:func:`..wire.ctsync.payload_flow_attrs`).
 """
 from __future__ import annotations
 
 import struct
 
 from ..cache import DEAD, F_INET6, F_MIRRORED, META_SIZE, STATUS_MASK, parse_expect
-from ..entry import message, parse
+from ..entry import _attrs_by_shape, message, split
 from ..wire.codec import SyncMessage, encode_message
-from ..wire.ctsync import payload_flow_message, sync_message
+from ..wire.ctsync import payload_flow_attrs, sync_message
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,8 +99,8 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | Non
         p = parse_expect(msg, 0, len(msg))
         cache = exp
     else:
-        msg = payload_flow_message(op.payload, shape=op.shape, values=op.values)
-        p = parse(msg, 0, len(msg))
+        family, attrs = payload_flow_attrs(op.payload, shape=op.shape, values=op.values)
+        p = split(family, _attrs_by_shape(attrs, 0, len(attrs)))
         cache = ct
     if op.op == "delete":
         cache.delete(p.key)
