@@ -91,7 +91,11 @@ class SyncPair:
                            second=self.second)
         d = CDaemon(self.ns(side), sync, general=self.filter + self.general,
                     program=PROGRAMS[self.kinds[side]])
-        d.start()
+        try:
+            d.start()
+        except BaseException:
+            d.close()
+            raise
         self.daemons[side] = d
         return d
 
