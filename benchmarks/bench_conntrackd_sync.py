@@ -16,6 +16,7 @@ two private namespaces, :mod:`tests.helpers.syncpair`) runs:
    of 100: how many reach the backup within ``--wait`` seconds.
 
     python benchmarks/bench_conntrackd_sync.py [--flows 100000] [--burst 50000] [--wait 120]
+        [--transport udp4|udp6|multicast4|tcp4|tcp6] [--only resync|burst|loss]
 """
 from __future__ import annotations
 
@@ -60,8 +61,11 @@ def fmt(t: float | None) -> str:
     return f"{t:7.2f} s" if t is not None else "  (never)"
 
 
+TRANSPORT = "udp4"
+
+
 def bench_resync(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, general=GENERAL) as p:
+    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
         p.b.request(H.CT_FLUSH_EXT_CACHE)
@@ -74,7 +78,7 @@ def bench_resync(kind: str, n: int, wait: float) -> None:
 
 
 def bench_burst(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, general=GENERAL) as p:
+    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
         t0 = time.monotonic()
         fill(p, n, base=200000)
         t_fill = time.monotonic() - t0
@@ -93,7 +97,7 @@ def bench_burst(kind: str, n: int, wait: float) -> None:
 
 
 def bench_loss(kind: str, n: int, wait: float) -> None:
-    p = SyncPair(kind, kind)
+    p = SyncPair(kind, kind, kind=TRANSPORT)
     p.links.create()
     try:
         for side in "ab":
@@ -118,7 +122,11 @@ def main() -> None:
     ap.add_argument("--loss-flows", type=int, default=2000)
     ap.add_argument("--wait", type=float, default=120.0)
     ap.add_argument("--only", choices=("resync", "burst", "loss"))
+    ap.add_argument("--transport", default="udp4",
+                    choices=("udp4", "udp6", "multicast4", "tcp4", "tcp6"))
     a = ap.parse_args()
+    global TRANSPORT
+    TRANSPORT = a.transport
     for kind in ("c", "ours"):
         if a.only in (None, "resync"):
             bench_resync(kind, a.flows, a.wait)
