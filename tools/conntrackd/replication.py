@@ -94,22 +94,6 @@ def make_machine(sync: Any, source: Any, *, buffer_size: int, seq: int | None = 
     return FtfwMachine.from_config(sync, source, seq=seq, buffer_size=buffer_size)
 
 
-def _tune_gc() -> None:
-    """A bulk of 100,000 messages allocates millions of short-lived objects; with the
-    default thresholds the cyclic collector runs thousands of times over everything the
-    daemon holds (it was over half the receive time). Objects of the start-up are frozen
-    (never scanned again) and the youngest generation collects less often; the caches
-    themselves hold bytes, which the collector does not track."""
-    import gc
-    import os
-
-    if os.environ.get("CONNTRACKD_GC") == "default":
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50000, 50, 100)
-
-
 class Replication:
     """Sync mode's replication on a loop (see the module docstring)."""
 
@@ -178,7 +162,6 @@ class Replication:
         mode.links = ChannelLinks(mode.settings, ch, m)
         handle = mode.handle
         mode.handle = lambda code: self.handle(code, handle)
-        _tune_gc()
         self._kick()
 
     def close(self) -> None:
