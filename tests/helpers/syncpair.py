@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import time
 from typing import Callable
 
@@ -183,4 +182,4 @@ def nft_loss(ns, iface: str = "s0") -> None:
 }}""")
 
 
-__all__ = ["SyncPair", "make_flows", "conntrack_insert", "nft_loss", "subprocess"]
+__all__ = ["SyncPair", "make_flows", "conntrack_insert", "nft_loss", "sync_config"]
