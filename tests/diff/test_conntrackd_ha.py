@@ -9,9 +9,10 @@ VRRP process, keepalived and conntrackd, then its links go down). The negative c
 runs the same scenario without conntrackd on the backup: every connection must die, so
 the positive test proves the replication, not a lenient kernel.
 
-Parametrized by (primary, backup) implementation. Only the C pair runs for now: our
-daemon's replication and commit are being wired on other branches; the pairs with ours
-are :func:`helpers.hatopo.ours_pairs`, to be added to ``PAIRS`` when they land.
+Parametrized by (primary, backup) implementation: the C pair, and our primary
+replicating to a C backup. Our backup needs our commit (``-c``), which is being written
+on another branch: the pairs with our backup are in :func:`helpers.hatopo.ours_pairs`,
+to be added to ``PAIRS`` when it lands.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 
 from helpers.hatopo import HATopo
 
-PAIRS = [("c", "c")]
+PAIRS = [("c", "c"), ("ours", "c")]
 CONNECTIONS = 20
 
 
