@@ -61,6 +61,8 @@ def start(daemon: Any) -> Any:
             runtime = _Runtime(daemon)
             conn.write(core.runtime_json(runtime))
             return None
+        if core.commit(code, conn):  # the committer closes the connection when done
+            return None
         chunks = core.handle(code)
         if chunks:
             for chunk in chunks:

@@ -492,7 +492,45 @@ def payload_flow_message(payload: bytes, mtype: int = 0x100, *, shape=None,
     return _NLMSG.pack(20 + len(attrs), mtype, 0, 0, 0, family, 0, 0) + attrs
 
 
+
+def stored_commit_request(buf, off: int, ln: int, *, elapsed: int, configured: int = 0,
+                          window_tracking: bool = False) -> tuple[bytes, bool]:
+    """(attributes of the commit request, is it a related flow) for the ctnetlink form of
+    a received flow (a complete message at ``buf[off:off + ln]``, as a cache stores it),
+    ``elapsed`` seconds after its last update: the flow's sync message (every attribute
+    the C receiver would hold) turned into the request :func:`payload_commit_request`
+    builds. The timeout is ``configured`` (``CommitTimeout``) if set, else the stored
+    timeout minus ``elapsed``; where 1.4.7 would send no timeout (an estimate of exactly
+    0, refused by the kernel) or a negative one, it is 60 s."""
+    shape, v = _flow_decoder.values(buf, off, ln)
+    info = shape.cache.get("commit", _NONE)
+    if info is _NONE:
+        leaf = shape.leaves.get((_O, _PR, "CTA_PROTO_NUM"))
+        ti = shape.leaves.get(("CTA_TIMEOUT",))
+        related = any(path[0] == "CTA_TUPLE_MASTER" for path in shape.leaves)
+        info = shape.cache["commit"] = (None if leaf is None else leaf[0],
+                                        None if ti is None else ti[0], related)
+    pi, ti, related = info
+    proto = None if pi is None else v[pi]
+    key = ("sync", proto, True, True)
+    fn = shape.cache.get(key, _NONE)
+    if fn is _NONE:
+        fn = shape.cache[key] = _compile(shape, proto, True, True) if proto is not None else None
+    out = fn(v, 0x10, 0, 0) if fn is not None else None
+    if out is None:
+        out = flow_message(0, shape.build(v, buf[off + 16]), 0, commit_timeout=True,
+                           window_tracking=True)
+    if configured:
+        timeout = configured
+    else:
+        timeout = (0 if ti is None else v[ti]) - elapsed
+        if timeout <= 0:
+            timeout = KR.FALLBACK_TIMEOUT
+    return payload_commit_request(out[8:], timeout=timeout,
+                                  window_tracking=window_tracking), related
+
+
 _NLMSG = struct.Struct("=IHHIIBBH")
 
-__all__ = ["sync_message", "commit_request", "payload_commit_request", "payload_flow_attrs",
+__all__ = ["sync_message", "commit_request", "stored_commit_request", "payload_commit_request", "payload_flow_attrs",
            "payload_flow_message", "flowenc"]
