@@ -38,7 +38,10 @@ def flows(n: int) -> list[Flow]:
     for i in range(n):
         src = ipaddress.IPv4Address(base + i)
         proto = 17 if i % 7 == 0 else 6
-        o = Tuple(src=src, dst=SERVER, proto=proto, sport=1024 + i % 60000, dport=80 + i % 3)
+        # NAT flows (every 10th) get distinct ports: their reply tuples never clash, and
+        # the kernel keeps every port (the tables compare equal whatever the order)
+        dport = 1000 + (i // 10) % 50000 if i % 10 == 0 else 80 + i % 3
+        o = Tuple(src=src, dst=SERVER, proto=proto, sport=1024 + i % 60000, dport=dport)
         reply = o.reversed()
         status = 0x18E if proto == 6 else 0x18A  # seen reply, assured, confirmed, NAT done
         if i % 10 == 0:

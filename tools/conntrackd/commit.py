@@ -26,7 +26,9 @@ a negative one instead of a request the kernel refuses.
 from __future__ import annotations
 
 import errno
+import gc
 import os
+import signal
 import time
 
 TYPE_CHECKING = False
@@ -39,20 +41,28 @@ from .wire.ctsync import stored_commit_request
 
 STEP = 2048
 """Entries handled per loop iteration (about 10-20 ms of work)."""
+FORK_MIN = 8192
+"""Caches at least this large are committed by worker processes."""
+WORKERS = 4
+"""At most this many workers (one per CPU)."""
 FALLBACK_TIMEOUT = 60
+ORIGIN_GRACE = 30.0
+"""Seconds a finished worker's port id still marks events as the daemon's own."""
 
 
 class CommitSettings:
     """The options that shape commit requests: ``CommitTimeout`` (0: estimate) and
     ``TCPWindowTracking``."""
 
-    __slots__ = ("commit_timeout", "window_tracking", "step")
+    __slots__ = ("commit_timeout", "window_tracking", "step", "batch", "fork_min")
 
     def __init__(self, commit_timeout: int = 0, window_tracking: bool = False,
-                 step: int = STEP) -> None:
+                 step: int = STEP, batch: int = 512, fork_min: int = FORK_MIN) -> None:
         self.commit_timeout = commit_timeout or 0
         self.window_tracking = bool(window_tracking)
         self.step = step
+        self.batch = batch
+        self.fork_min = fork_min
 
     @classmethod
     def from_config(cls, sync: Any) -> "CommitSettings":
@@ -60,10 +70,140 @@ class CommitSettings:
                    window_tracking=getattr(sync, "tcp_window_tracking", False))
 
 
+class Result:
+    """What committing a slice of keys gave: entries created, failures (index in the
+    slice's key list, ``commit-create``/``commit-destroy``, errno, text) and the indexes
+    of related flows left for the second pass. Workers send it through a pipe."""
+
+    __slots__ = ("ok", "failures", "related")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failures: list[tuple[int, str, int, str | None]] = []
+        self.related: list[int] = []
+
+    def encode(self) -> bytes:
+        lines = [f"O {self.ok}"]
+        lines += [f"F {i} {what} {err} {text or ''}".rstrip()
+                  for i, what, err, text in self.failures]
+        lines += [f"R {i}" for i in self.related]
+        lines.append("E")
+        return ("\n".join(lines) + "\n").encode("utf-8", "replace")
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Result | None":
+        """None unless ``data`` is a complete report."""
+        lines = data.decode("utf-8", "replace").split("\n")
+        if len(lines) < 2 or lines[-2] != "E":
+            return None
+        res = cls()
+        for line in lines[:-2]:
+            kind, _, rest = line.partition(" ")
+            if kind == "O":
+                res.ok = int(rest)
+            elif kind == "F":
+                i, what, err, *text = rest.split(" ", 3)
+                res.failures.append((int(i), what, int(err), text[0] if text else None))
+            elif kind == "R":
+                res.related.append(int(rest))
+        return res
+
+
+def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
+                settings: "CommitSettings", now: int, *, second: bool) -> Result:
+    """Commit the entries ``keys[lo:hi]`` of a conntrack cache through ``ct``: related
+    flows are left for the second pass unless ``second``; batches of requests, EEXIST
+    -> delete and create once more (spec §6.7)."""
+    res = Result()
+    d = cache._d
+    configured = settings.commit_timeout
+    wt = settings.window_tracking
+    unpack = META.unpack_from
+    message = cache.message
+    batch = settings.batch
+    for base in range(lo, hi, batch):
+        todo: list[int] = []
+        requests: list[tuple[int, bytes]] = []
+        for i in range(base, min(base + batch, hi)):
+            key = keys[i]
+            value = d.get(key)
+            if value is None:
+                continue  # deleted meanwhile (a DEL from the peer)
+            msg = message(key, value)
+            flags, _, last = unpack(value)
+            try:
+                attrs, related = stored_commit_request(msg, 0, len(msg), elapsed=now - last,
+                                                       configured=configured,
+                                                       window_tracking=wt)
+            except Exception as e:  # noqa: BLE001 - one bad entry never stops a commit
+                res.failures.append((i, "commit-create", errno.EINVAL, str(e)))
+                continue
+            if related and not second:
+                res.related.append(i)
+                continue
+            todo.append(i)
+            requests.append((10 if flags & F_INET6 else 2, attrs))
+        if requests:
+            _send(ct, todo, requests, res)
+    return res
+
+
+def _send(ct: Any, todo: list[int], requests: list[tuple[int, bytes]], res: Result) -> None:
+    errors = ct.create_raw_many(requests)
+    again: list[int] = []
+    for k, err in errors.items():
+        if err.errno == errno.EEXIST:
+            again.append(k)
+        else:
+            res.failures.append((todo[k], "commit-create", err.errno or 0, None))
+    res.ok += len(requests) - len(errors)
+    if not again:
+        return
+    gone = ct.delete_raw_many([requests[k] for k in again])
+    retry = []
+    for j, k in enumerate(again):
+        err = gone.get(j)
+        if err is not None and err.errno != errno.ENOENT:
+            res.failures.append((todo[k], "commit-destroy", err.errno or 0, None))
+        else:
+            retry.append(k)
+    if retry:
+        failed = ct.create_raw_many([requests[k] for k in retry])
+        for j, err in failed.items():
+            res.failures.append((todo[retry[j]], "commit-create", err.errno or 0, None))
+        res.ok += len(retry) - len(failed)
+
+
+def _worker_signals() -> None:
+    """A worker dies of the signals that end it, and never runs the daemon's handlers."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _reap(pid: int) -> None:
+    """Collect a worker unless the daemon's SIGCHLD handler did already."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 class _Job:
     """One cache being committed: the keys still to do, the pass, the counters."""
 
-    __slots__ = ("cache", "keys", "pos", "related", "second", "ok", "fail", "start", "what")
+    __slots__ = ("cache", "keys", "pos", "related", "second", "ok", "fail", "start", "what",
+                 "workers")
 
     def __init__(self, cache: Cache, what: str, start: float) -> None:
         self.cache = cache
@@ -75,6 +215,8 @@ class _Job:
         self.fail = 0
         self.start = start
         self.what = what
+        #: read end of each worker's pipe -> (pid, what it wrote so far); None: no workers
+        self.workers: dict[int, tuple[int, bytearray]] | None = None
 
 
 class Committer:
@@ -90,8 +232,21 @@ class Committer:
                  settings: CommitSettings | None = None,
                  flow_log: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.time,
-                 timer: Callable[[], float] = time.monotonic) -> None:
+                 timer: Callable[[], float] = time.monotonic,
+                 open_socket: Callable[[], Any] | None = None,
+                 forget_socket: Callable[[int], Any] | None = None,
+                 children: Any = None,
+                 pause_events: Callable[[bool], Any] | None = None) -> None:
         self.mode = mode
+        #: ``pause_events(True)`` stops reading kernel events while workers commit,
+        #: ``pause_events(False)`` resumes
+        self.pause_events = pause_events
+        #: a new commit client whose events count as the daemon's own (for a worker), and
+        #: the way to stop counting them (port id) once the worker's events are read
+        self.open_socket = open_socket
+        self.forget_socket = forget_socket
+        #: the daemon's child registry (``add(pid, kind)``), for ``-s process``
+        self.children = children
         self.ct = ct
         self.loop = loop
         self.log = log
@@ -145,59 +300,48 @@ class Committer:
     # --- the steps ---------------------------------------------------------------------------
     def _step(self) -> None:
         self._timer = None
+        if not self.jobs:
+            return
         job = self.jobs[0]
         if job.start is None:
             job.start = self.timer()
-        if isinstance(job.cache, ExpectCache):
-            done = self._step_expect(job)
-        else:
-            done = self._step_ct(job)
+        try:
+            if isinstance(job.cache, ExpectCache):
+                done = self._step_expect(job)
+            else:
+                done = self._step_ct(job)
+        except Exception as e:  # noqa: BLE001 - e.g. the socket failed: end, not hang
+            self.log("error", f"commit failed: {e}")
+            self.close()
+            return
         if done:
-            self._report(job)
-            self.jobs.pop(0)
-            if self.jobs:
-                self.jobs[0].start = None  # its clock starts with its first step
+            self._job_done()
+        elif job.workers is None:
+            self._timer = self.loop.call_later(0, self._step)
+
+    def _job_done(self) -> None:
+        """Report the current job; start the next one, or end the commit."""
+        self._report(self.jobs.pop(0))
         if self.jobs:
+            self.jobs[0].start = None  # its clock starts with its first step
             self._timer = self.loop.call_later(0, self._step)
         else:
             self._finish()
 
     def _step_ct(self, job: _Job) -> bool:
-        """Commit the next :data:`STEP` entries of the current pass; True when done."""
-        cache = job.cache
-        d = cache._d
-        s = self.settings
-        configured = s.commit_timeout
-        wt = s.window_tracking
-        now = int(self.clock())
+        """The conntrack cache: pass 1 in worker processes (large caches) or in steps of
+        :data:`STEP` entries, then pass 2 (related flows) in steps; True when done."""
+        if job.workers is not None:
+            return False  # the workers' pipes drive the job now
+        if not job.second and job.pos == 0 and len(job.keys) >= self.settings.fork_min \
+                and self._fork(job):
+            return False
         source = job.related if job.second else job.keys
-        end = min(job.pos + s.step, len(source))
-        unpack = META.unpack_from
-        message = cache.message
-        todo: list[bytes] = []
-        requests: list[tuple[int, bytes]] = []
-        for key in source[job.pos:end]:
-            value = d.get(key)
-            if value is None:
-                continue  # deleted meanwhile (a DEL from the peer)
-            msg = message(key, value)
-            flags, _, last = unpack(value)
-            try:
-                attrs, related = stored_commit_request(msg, 0, len(msg), elapsed=now - last,
-                                                       configured=configured,
-                                                       window_tracking=wt)
-            except Exception as e:  # noqa: BLE001 - one bad entry never stops a commit
-                self._failed(cache, key, "commit-create", errno.EINVAL, str(e))
-                job.fail += 1
-                continue
-            if related and not job.second:
-                job.related.append(key)
-                continue
-            todo.append(key)
-            requests.append((10 if flags & F_INET6 else 2, attrs))
+        end = min(job.pos + self.settings.step, len(source))
+        res = commit_keys(job.cache, self.ct, source, job.pos, end, self.settings,
+                          int(self.clock()), second=job.second)
         job.pos = end
-        if requests:
-            self._send(job, todo, requests)
+        self._account(job, source, res)
         if job.pos < len(source):
             return False
         if not job.second and job.related:
@@ -206,33 +350,108 @@ class Committer:
             return False
         return True
 
-    def _send(self, job: _Job, keys: list[bytes], requests: list[tuple[int, bytes]]) -> None:
-        ct = self.ct
-        errors = ct.create_raw_many(requests)
-        again: list[int] = []
-        for i, err in errors.items():
-            if err.errno == errno.EEXIST:
-                again.append(i)
-            else:
-                self._failed(job.cache, keys[i], "commit-create", err.errno)
-                job.fail += 1
-        if again:  # the reference: delete, then create once more
-            gone = ct.delete_raw_many([requests[i] for i in again])
-            retry = []
-            for k, i in enumerate(again):
-                err = gone.get(k)
-                if err is not None and err.errno != errno.ENOENT:
-                    self._failed(job.cache, keys[i], "commit-destroy", err.errno)
-                    job.fail += 1
-                else:
-                    retry.append(i)
-            if retry:
-                failed = ct.create_raw_many([requests[i] for i in retry])
-                for k, err in failed.items():
-                    self._failed(job.cache, keys[retry[k]], "commit-create", err.errno)
-                    job.fail += 1
-                job.ok += len(retry) - len(failed)
-        job.ok += len(requests) - len(errors)
+    def _account(self, job: _Job, source: list[bytes], res: "Result") -> None:
+        job.ok += res.ok
+        job.fail += len(res.failures)
+        for i, what, err, text in res.failures:
+            self._failed(job.cache, source[i], what, err, text)
+        job.related.extend(source[i] for i in res.related)
+
+    # --- worker processes ----------------------------------------------------------------------
+    def _fork(self, job: _Job) -> bool:
+        """Split pass 1 between worker processes (one per CPU, at most :data:`WORKERS`),
+        each with its own commit socket (registered as the commit origin before the
+        fork, so that their events are the daemon's own); False if forking fails."""
+        n = min(max(os.cpu_count() or 1, 1), WORKERS)
+        keys = job.keys
+        bounds = [len(keys) * k // n for k in range(n + 1)]
+        job.workers = {}
+        now = int(self.clock())
+        if self.pause_events is not None:
+            self.pause_events(True)
+        for k in range(n):
+            lo, hi = bounds[k], bounds[k + 1]
+            ct = None
+            fds: tuple[int, ...] = ()
+            try:
+                if self.open_socket is None:
+                    raise OSError(errno.ENOTSUP, "no commit sockets")
+                ct = self.open_socket()
+                r, w = fds = os.pipe2(os.O_CLOEXEC)
+                gc.freeze()  # the worker never touches the parent's objects' GC state
+                try:
+                    pid = os.fork()
+                finally:
+                    gc.unfreeze()
+            except OSError:
+                for fd in fds:
+                    os.close(fd)
+                if ct is not None:
+                    ct.close()
+                if not job.workers:
+                    job.workers = None
+                    return False
+                # the rest in this process (blocks the loop: only when fork fails)
+                res = commit_keys(job.cache, self.ct, keys, lo, len(keys), self.settings, now,
+                                  second=False)
+                self._account(job, keys, res)
+                break
+            if pid == 0:  # the worker: commit keys[lo:hi], report, exit
+                code = 0
+                try:
+                    os.close(r)
+                    gc.disable()  # short-lived: no collection walks the inherited heap
+                    _worker_signals()
+                    res = commit_keys(job.cache, ct, keys, lo, hi, self.settings, now,
+                                      second=False)
+                    _write_all(w, res.encode())
+                except BaseException:  # noqa: BLE001 - reported as a dead worker
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(w)
+            ct.close()
+            if self.forget_socket is not None:  # its events may still be queued: later
+                self.loop.call_later(ORIGIN_GRACE, self.forget_socket, ct.sock.portid)
+            os.set_blocking(r, False)
+            job.workers[r] = (pid, bytearray())
+            if self.children is not None:
+                self.children.add(pid, "commit")
+            self.loop.add_reader(r, lambda fd=r: self._worker_readable(job, fd))
+        return True
+
+    def _worker_readable(self, job: _Job, fd: int) -> None:
+        pid, buf = job.workers[fd]
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            buf += data
+            return
+        self.loop.remove_reader(fd)
+        os.close(fd)
+        del job.workers[fd]
+        _reap(pid)
+        res = Result.decode(bytes(buf))
+        if res is None:  # the worker died: its share is not known to be committed
+            self.log("error", f"commit worker (pid={pid}) failed")
+            res = Result()
+        self._account(job, job.keys, res)
+        if job.workers:
+            return
+        job.workers = None
+        job.pos = len(job.keys)
+        if self.pause_events is not None:
+            self.pause_events(False)
+        if job.related:
+            job.second = True
+            job.pos = 0
+            self._timer = self.loop.call_later(0, self._step)
+        else:
+            self._job_done()
 
     def _step_expect(self, job: _Job) -> bool:
         """Expectations (few): one request each, EEXIST -> delete and create again."""
@@ -327,9 +546,21 @@ class Committer:
             conn.close()
 
     def close(self) -> None:
-        """Shutdown: stop a running commit and let its client go."""
+        """Shutdown (or a failure): stop a running commit, its workers, let the client go."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for job in self.jobs:
+            for fd, (pid, _) in (job.workers or {}).items():
+                self.loop.remove_reader(fd)
+                os.close(fd)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _reap(pid)
+            if job.workers and self.pause_events is not None:
+                self.pause_events(False)
+            job.workers = None
         self.jobs = []
         self._finish()

@@ -89,12 +89,29 @@ class Core:
         from .commit import Committer, CommitSettings
         from .kernel import ORIGIN_COMMIT
 
-        ct = Conntrack(NetlinkSocket(rcvbuf=8 << 20))
-        self.kernel.register_origin(ct.sock.portid, ORIGIN_COMMIT)
-        self.commit_ct = ct
-        self.mode.committer = Committer(self.mode, ct, self.loop, self.log,
+        def open_socket() -> Conntrack:
+            ct = Conntrack(NetlinkSocket(rcvbuf=8 << 20))
+            self.kernel.register_origin(ct.sock.portid, ORIGIN_COMMIT)
+            return ct
+
+        def forget_socket(portid: int) -> None:
+            self.kernel.origins.pop(portid, None)
+
+        def pause_events(flag: bool) -> None:
+            sock = self.kernel.events_sock
+            if sock is None:
+                return
+            if flag:
+                self.loop.remove_reader(sock.fileno())
+            else:
+                self.loop.add_reader(sock.fileno(), self.kernel.on_readable)
+
+        self.commit_ct = open_socket()
+        self.mode.committer = Committer(self.mode, self.commit_ct, self.loop, self.log,
                                         settings=CommitSettings.from_config(self.config.sync),
-                                        flow_log=self.flow_writer, clock=self.clock)
+                                        flow_log=self.flow_writer, clock=self.clock,
+                                        open_socket=open_socket, forget_socket=forget_socket,
+                                        pause_events=pause_events)
 
     def commit(self, code: int, conn: Any) -> bool:
         """Commit requests: handled (True) by the sync mode, which keeps ``conn``."""

@@ -71,6 +71,9 @@ def start(daemon: Any) -> Any:
         return None
 
     daemon.control.add_handler(handler)
+    committer = getattr(core.mode, "committer", None)
+    if committer is not None:  # commit workers appear in -s process, SIGCHLD reaps them
+        committer.children = daemon.children
     daemon.on_shutdown(core.close)
     return core
 
