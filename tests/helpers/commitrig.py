@@ -37,6 +37,14 @@ BUFFER = 1500 - 28
 """The C channel buffer of a UDP channel on a 1500-byte MTU (spec §5.2.4)."""
 PRELOAD = (sys.executable, str(Path(__file__).with_name("preload_daemon.py")))
 """Our daemon with its external cache preloaded: ``PRELOAD + (config, datagram file)``."""
+NOTRACK_SYNC = f"""
+table inet commitrig {{
+    chain out {{ type filter hook output priority raw; udp dport {PORT} notrack; }}
+    chain pre {{ type filter hook prerouting priority raw; udp dport {PORT} notrack; }}
+}}
+"""
+"""The sync traffic is not tracked (as on a real sync link): the tables hold the flows
+under test only."""
 STATS_EXTERNAL = re.compile(r"cache external:\s*\ncurrent active connections:\s+(\d+)")
 COMMIT_TOOK = re.compile(r"commit has taken (\d+\.\d+) seconds")
 
@@ -121,6 +129,7 @@ class CommitRig:
         self.ns.run("ip", "addr", "add", f"{ADDR}/24", "dev", "sy0")
         for dev in ("sy0", "sy1"):
             self.ns.run("ip", "link", "set", dev, "up")
+        self.ns.nft(NOTRACK_SYNC)
         write_datagrams(self.data, grams)
         argv = PRELOAD + (self.config, self.data) if self.ours else (CONNTRACKD, "-C", self.config)
         env = dict(os.environ)
