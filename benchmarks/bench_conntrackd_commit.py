@@ -6,7 +6,8 @@ TCP established with marks, every 10th with source NAT, every 7th UDP) received 
 NOTRACK datagrams built with our wire codec (the C daemon gets them over UDP, ours
 preloaded through its NOTRACK machine). Then the reference client runs ``-c`` against
 each, alternately, ``--rounds`` times (the table is flushed before each round, so
-every round creates every flow). Printed per daemon: the client's wall time (what
+every round creates every flow, and the daemon is left to handle the flush's events
+before the next commit). Printed per daemon: the client's wall time (what
 keepalived's ``primary-backup.sh`` waits for) and the daemon's own ``commit has taken``
 figure, as min / median / max, and the ratio of the medians.
 
@@ -61,8 +62,30 @@ def count(rig: CommitRig) -> int:
     return int(out or 0)
 
 
+def cpu_time(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (ticks)
+
+
+def settle(rig: CommitRig, quiet: float = 0.5, limit: float = 120.0) -> None:
+    """Wait until the daemon has used no CPU for ``quiet`` seconds (the flush's
+    DESTROY events, a resync after an overrun: handled before the next commit)."""
+    deadline = time.monotonic() + limit
+    last = cpu_time(rig.proc.pid)
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = cpu_time(rig.proc.pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def one(rig: CommitRig, n: int) -> tuple[float, float | None]:
     rig.ns.run("conntrack", "-F", check=False)
+    settle(rig)
     r, wall = rig.client("-c")
     if r.returncode != 0:
         raise RuntimeError(f"-c failed: {r.stderr}")
