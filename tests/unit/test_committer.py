@@ -343,3 +343,81 @@ def test_generated_tuples_equal_the_reference_path() -> None:
         args = (key, 10 if value[0] & F_INET6 else 2, value[META_SIZE:],
                 bool(value[0] & F_MIRRORED))
         assert E.message(*args) == E.message_slow(*args)
+
+
+class FakeExpCt(FakeCt):
+    """Also answers expectation requests: ``exp_errors`` lists the errnos of successive
+    calls ("create", "delete")."""
+
+    def __init__(self, exp_errors: dict | None = None) -> None:
+        super().__init__()
+        self.exp_errors = {k: list(v) for k, v in (exp_errors or {}).items()}
+        self.exp_log: list = []
+
+    def _exp(self, op: str, exp) -> None:
+        self.exp_log.append((op, exp))
+        pending = self.exp_errors.get(op)
+        if pending:
+            raise wrap(NetlinkError(pending.pop(0)))
+
+    def create_expect(self, exp) -> None:
+        self._exp("create", exp)
+
+    def delete_expect(self, exp) -> None:
+        self._exp("delete", exp)
+
+
+def recorded_expectation():
+    """The FTP expectation a C primary sent (``fixtures``, scenario ftfw-multicast)."""
+    from helpers.syncwire import streams
+
+    from conntrack_tools.conntrackd.wire.codec import decode_datagram
+
+    for d in streams("ftfw-multicast"):
+        for m in decode_datagram(d):
+            if m.type == 3:
+                return d, m
+    raise AssertionError("no expectation in the corpus")
+
+
+def with_expectation(ct: FakeExpCt, clock: Clock | None = None):
+    mode, cm, logs, loop = make(flows(2), ct=ct, clock=clock, expectation_sync=True)
+    datagram, m = recorded_expectation()
+    for a in NotrackMachine().receive(datagram, 0.0):
+        if isinstance(a, CacheOp) and a.expect:
+            apply(a, mode.external, mode.external_exp)
+    assert len(mode.external_exp) == 1
+    return mode, cm, logs, loop, m.payload
+
+
+def test_expectations_after_conntracks() -> None:
+    ct = FakeExpCt({"create": [errno.EEXIST]})
+    clock = Clock()
+    mode, cm, logs, loop, sent = with_expectation(ct, clock)
+    clock.t += 10
+    run(mode, loop)
+    assert messages(logs) == ["committing all external caches", "Committed 2 new entries",
+                              "commit has taken T seconds", "Committed 1 new expectations",
+                              "commit has taken T seconds"]
+    assert [op for op, _ in ct.exp_log] == ["create", "delete", "create"]
+    exp = ct.exp_log[-1][1]
+    assert (exp.master, exp.tuple, exp.mask, exp.helper) == \
+        (sent.master, sent.tuple, sent.mask, sent.helper)
+    assert exp.timeout == sent.timeout - 10
+    logs.clear()
+    run(mode, loop, H.EXP_COMMIT)
+    assert messages(logs)[0] == "committing expectation cache"
+    assert len(cm.ct.log) == 2  # conntracks not committed again
+
+
+def test_failing_expectation_commit() -> None:
+    """The C log of spec §6.7 (a backup whose master has no helper)."""
+    mode, cm, logs, loop, _ = with_expectation(FakeExpCt({"create": [errno.EOPNOTSUPP]}))
+    run(mode, loop, H.EXP_COMMIT)
+    assert messages(logs) == ["committing expectation cache",
+                              "commit-create: Operation not supported",
+                              "Committed 0 new expectations",
+                              "1 expectations can't be committed",
+                              "commit has taken T seconds"]
+    ((priority, line),) = cm.flow_lines
+    assert priority == ERROR and "helper=ftp" in line and "master-src=" in line
