@@ -190,7 +190,8 @@ def _workers(pid: int) -> list[int]:
 
 def test_a_flush_waits_for_the_end_of_a_commit() -> None:
     """Ours: a flush is refused while the commit runs, accepted after it. The commit's
-    worker processes are held (SIGSTOP) so that the flush surely arrives meanwhile."""
+    worker processes are held (SIGSTOP) so that the flush surely arrives meanwhile; they
+    are listed by ``-s process`` (type ``commit``) until they end."""
     from benchmarks.bench_conntrackd_commit import messages
 
     n = 60000
@@ -218,6 +219,8 @@ def test_a_flush_waits_for_the_end_of_a_commit() -> None:
             request(rig.ctl, 34)  # -f external
             assert proc.poll() is None  # the client still waits
             assert rig.external_count() == n
+            listing = request(rig.ctl, 35).decode()  # -s process
+            assert all(f"PID={pid} type=commit\n" in listing for pid in held)
             for pid in held:
                 os.kill(pid, signal.SIGCONT)
             out, err = proc.communicate(timeout=60)
@@ -226,6 +229,10 @@ def test_a_flush_waits_for_the_end_of_a_commit() -> None:
             assert lines[:2] == ["[ERROR] ignoring flush command, commit still in progress"] * 2
             assert lines[2] == f"[notice] Committed {n} new entries"
             assert int(rig.ns.run("conntrack", "-C").stdout) == n
+            deadline = time.monotonic() + 10
+            while request(rig.ctl, 35) and time.monotonic() < deadline:
+                time.sleep(0.05)  # SIGCHLD reaps the workers
+            assert request(rig.ctl, 35) == b""
             break
         else:
             raise AssertionError("no commit lasted long enough to hold its workers")

@@ -434,7 +434,8 @@ class Committer:
         self.loop.remove_reader(fd)
         os.close(fd)
         del job.workers[fd]
-        _reap(pid)
+        if self.children is None:  # else the daemon's SIGCHLD handler collects it
+            _reap(pid)
         res = Result.decode(bytes(buf))
         if res is None:  # the worker died: its share is not known to be committed
             self.log("error", f"commit worker (pid={pid}) failed")
