@@ -272,3 +272,21 @@ def test_workers_and_steps_give_the_same_table() -> None:
             if ours:
                 assert f"[notice] Committed {n} new entries" in rig.log_lines()
     assert len(tables["C"]) == n and tables["ours"] == tables["C"]
+
+
+@pytest.mark.parametrize("sync, mode", [
+    ("\tOptions {\n\t\tExpectationSync On\n\t}\n", ""),  # -c: conntracks, then expectations
+    ("", "DisableExternalCache on"),                      # nothing to commit
+])
+def test_commit_requests_log_alike(sync: str, mode: str) -> None:
+    from benchmarks.bench_conntrackd_commit import messages
+
+    got = {}
+    for name, ours in (("C", False), ("ours", True)):
+        with CommitRig(ours, sync=sync, mode=mode) as rig:
+            rig.start([] if mode else datagrams(messages(5)), 5)
+            mark = len(rig.log_lines())
+            replies = [commit(rig, *args) for args in ((), ("ct",), ("expect",))]
+            got[name] = (replies, commit_log(rig, mark))
+    assert got["ours"] == got["C"]
+    assert got["C"][0] == [(0, "", "")] * 3

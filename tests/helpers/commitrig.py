@@ -97,10 +97,10 @@ def timeouts(ns: NetNS) -> list[int]:
 
 
 class CommitRig:
-    """See the module docstring. ``ours`` selects our daemon; ``general`` and ``sync``
-    add lines to the ``General`` and ``Sync`` sections."""
+    """See the module docstring. ``ours`` selects our daemon; ``general``, ``sync`` and
+    ``mode`` add lines to the ``General``, ``Sync`` and ``Mode NOTRACK`` sections."""
 
-    def __init__(self, ours: bool, *, general: str = "", sync: str = "",
+    def __init__(self, ours: bool, *, general: str = "", sync: str = "", mode: str = "",
                  hashsize: int = 65536, limit: int = 262144) -> None:
         self.ours = ours
         self.ns = NetNS("commit")
@@ -115,7 +115,7 @@ class CommitRig:
                     f"\tUNIX {{ Path {self.ctl} }}\n\tSystemd off\n\tHashSize {hashsize}\n"
                     f"\tHashLimit {limit}\n\tNetlinkBufferSize 2097152\n"
                     f"\tNetlinkBufferSizeMaxGrowth 8388608\n{general}}}\n"
-                    "Sync {\n\tMode NOTRACK { }\n"
+                    f"Sync {{\n\tMode NOTRACK {{ {mode} }}\n"
                     f"\tUDP {{\n\t\tIPv4_address {ADDR}\n\t\tIPv4_Destination_Address {PEER}\n"
                     f"\t\tPort {PORT}\n\t\tInterface sy0\n\t\tRcvSocketBuffer 16777216\n\t}}\n"
                     f"{sync}}}\n")
@@ -145,6 +145,8 @@ class CommitRig:
             if time.monotonic() > deadline:
                 raise TimeoutError("conntrackd did not start")
             time.sleep(0.02)
+        if not grams:
+            return self
         if not self.ours:
             self._feed(grams, expected, deadline)
         elif self.external_count() != expected:
