@@ -98,13 +98,10 @@ class Core:
             self.kernel.origins.pop(portid, None)
 
         def pause_events(flag: bool) -> None:
-            sock = self.kernel.events_sock
-            if sock is None:
-                return
             if flag:
-                self.loop.remove_reader(sock.fileno())
+                self.kernel.pause_events()
             else:
-                self.loop.add_reader(sock.fileno(), self.kernel.on_readable)
+                self.kernel.resume_events()
 
         self.commit_ct = open_socket()
         self.mode.committer = Committer(self.mode, self.commit_ct, self.loop, self.log,
