@@ -29,6 +29,7 @@ import errno
 import gc
 import os
 import signal
+import struct
 import time
 
 TYPE_CHECKING = False
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from . import handlers as H
-from .cache import F_INET6, META, Cache, ExpectCache
+from . import entry as E
+from .cache import F_INET6, F_MIRRORED, META, META_SIZE, Cache, ExpectCache
 from .wire.ctsync import stored_commit_request
 
 STEP = 2048
 """Entries handled per loop iteration (about 10-20 ms of work)."""
+_MSGHDR = struct.Struct("=IHHIIBBH")
 FORK_MIN = 8192
 """Caches at least this large are committed by worker processes."""
 WORKERS = 4
@@ -119,8 +122,9 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
     configured = settings.commit_timeout
     wt = settings.window_tracking
     unpack = META.unpack_from
-    message = cache.message
     batch = settings.batch
+    tuples = E._TUPLES
+    hdr = _MSGHDR.pack
     for base in range(lo, hi, batch):
         todo: list[int] = []
         requests: list[tuple[int, bytes]] = []
@@ -129,8 +133,14 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
             value = d.get(key)
             if value is None:
                 continue  # deleted meanwhile (a DEL from the peer)
-            msg = message(key, value)
             flags, _, last = unpack(value)
+            # cache.message(key, value), inlined: tuples generated per template
+            fn = tuples.get((key[0], bool(flags & F_MIRRORED)))
+            if fn is None:
+                fn = E._tuples_fn(key[0], bool(flags & F_MIRRORED))
+            payload = fn(key) + value[META_SIZE:]
+            msg = hdr(20 + len(payload), 0x100, 0, 0, 0, 10 if flags & F_INET6 else 2, 0, 0) \
+                + payload
             try:
                 attrs, related = stored_commit_request(msg, 0, len(msg), elapsed=now - last,
                                                        configured=configured,

@@ -503,19 +503,19 @@ def stored_commit_request(buf, off: int, ln: int, *, elapsed: int, configured: i
     timeout minus ``elapsed``; where 1.4.7 would send no timeout (an estimate of exactly
     0, refused by the kernel) or a negative one, it is 60 s."""
     shape, v = _flow_decoder.values(buf, off, ln)
-    info = shape.cache.get("commit", _NONE)
-    if info is _NONE:
+    info = shape.cache.get("commit")
+    if info is None:
         leaf = shape.leaves.get((_O, _PR, "CTA_PROTO_NUM"))
         ti = shape.leaves.get(("CTA_TIMEOUT",))
         related = any(path[0] == "CTA_TUPLE_MASTER" for path in shape.leaves)
+        # (proto index, timeout index, related, the sync encoder of each protocol)
         info = shape.cache["commit"] = (None if leaf is None else leaf[0],
-                                        None if ti is None else ti[0], related)
-    pi, ti, related = info
+                                        None if ti is None else ti[0], related, {})
+    pi, ti, related, encoders = info
     proto = None if pi is None else v[pi]
-    key = ("sync", proto, True, True)
-    fn = shape.cache.get(key, _NONE)
+    fn = encoders.get(proto, _NONE)
     if fn is _NONE:
-        fn = shape.cache[key] = _compile(shape, proto, True, True) if proto is not None else None
+        fn = encoders[proto] = _compile(shape, proto, True, True) if proto is not None else None
     out = fn(v, 0x10, 0, 0) if fn is not None else None
     if out is None:
         out = flow_message(0, shape.build(v, buf[off + 16]), 0, commit_timeout=True,
@@ -526,8 +526,21 @@ def stored_commit_request(buf, off: int, ln: int, *, elapsed: int, configured: i
         timeout = (0 if ti is None else v[ti]) - elapsed
         if timeout <= 0:
             timeout = KR.FALLBACK_TIMEOUT
-    return payload_commit_request(out[8:], timeout=timeout,
-                                  window_tracking=window_tracking), related
+    # payload_commit_request(out[8:], ...) without the copy and the call
+    pshape, values = CT_DECODER.values(out, 8, len(out))
+    slot = pshape.slots.get(2)
+    p = values[slot.index] if slot is not None else None
+    key = ("commit", p, window_tracking)
+    req = pshape.cache.get(key, _NONE)
+    if req is _NONE:
+        req = pshape.cache[key] = _compile_commit(pshape.slots, p, window_tracking) \
+            if p is not None else None
+    if req is not None:
+        attrs = req(values, timeout)
+        if attrs is not None:
+            return attrs, related
+    return commit_request(pshape.build(values), timeout=timeout,
+                          window_tracking=window_tracking), related
 
 
 _NLMSG = struct.Struct("=IHHIIBBH")
