@@ -421,3 +421,31 @@ def test_failing_expectation_commit() -> None:
                               "commit has taken T seconds"]
     ((priority, line),) = cm.flow_lines
     assert priority == ERROR and "helper=ftp" in line and "master-src=" in line
+
+
+@pytest.mark.parametrize("wt", [False, True])
+def test_stored_commit_request_equals_the_chain(wt: bool) -> None:
+    """For every conntrack entry of the recorded corpus (the C primaries' tables):
+    ``stored_commit_request`` = the entry's sync message (every attribute) turned into
+    the commit request by ``payload_commit_request``; related = has a master tuple."""
+    from helpers.syncwire import SCENARIOS, sidecar
+
+    from conntrack_tools.conntrackd.wire.ctsync import (
+        payload_commit_request, stored_commit_request, sync_message,
+    )
+
+    n = 0
+    for name in SCENARIOS:
+        for h in sidecar(name)["primary_table"]["conntrack"]:
+            raw = bytes.fromhex(h)
+            f = decode_flow(raw, 0, len(raw))
+            left = (f.timeout or 0) - 5
+            got, related = stored_commit_request(raw, 0, len(raw), elapsed=5,
+                                                 window_tracking=wt)
+            s = sync_message(raw, 0, len(raw), 0, 0, window_tracking=True, commit_timeout=True)
+            want = payload_commit_request(s[8:], timeout=left if left > 0 else 60,
+                                          window_tracking=wt)
+            assert got == want
+            assert related == (f.master is not None)
+            n += 1
+    assert n > 40
