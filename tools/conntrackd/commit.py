@@ -14,14 +14,18 @@ committed``, ``commit has taken S.UUUUUU seconds``, ``commit-create: ...`` /
 ``commit-destroy: ...`` followed by the flow). When everything is written the client's
 connection is closed: ``conntrackd -c`` returns, exit 0, nothing written.
 
-Unlike 1.4.7 the requests of a step go to the kernel in batches (a few hundred per
-datagram, :meth:`ctnetlink.client.Conntrack.create_raw_many`) instead of one
-request-and-ACK round trip per entry; a step handles :data:`STEP` entries and the next
-step runs at the next loop iteration, so events, datagrams and other requests are
-served in between. ``running`` is set for exactly the duration of a commit (the flush
-requests check it), a second commit while one runs is refused with the reference's
-``commit already in progress, skipping``, and a timeout estimate of 0 gets the 60 s of
-a negative one instead of a request the kernel refuses.
+Unlike 1.4.7 the requests go to the kernel in batches (a few hundred per datagram,
+:meth:`ctnetlink.client.Conntrack.create_raw_many`) instead of one request-and-ACK
+round trip per entry. A cache of :data:`FORK_MIN` entries or more is split between
+worker processes (one per CPU): each commits its share through a socket of its own
+(registered as the commit origin, so its events are the daemon's own) and reports
+through a pipe the loop reads, while the daemon stays out of the kernel's event groups
+(``pause_events``). Smaller caches, and the related flows, are committed in steps of
+:data:`STEP` entries, one per loop iteration, so events, datagrams and other requests
+are served in between. ``running`` is set for exactly the duration of a commit (the
+flush requests check it), a second commit while one runs is refused with the
+reference's ``commit already in progress, skipping``, and a timeout estimate of 0 gets
+the 60 s of a negative one instead of a request the kernel refuses.
 """
 from __future__ import annotations
 
@@ -36,14 +40,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import handlers as H
 from . import entry as E
+from . import handlers as H
 from .cache import F_INET6, F_MIRRORED, META, META_SIZE, Cache, ExpectCache
 from .wire.ctsync import stored_commit_request
 
 STEP = 2048
 """Entries handled per loop iteration (about 10-20 ms of work)."""
-_MSGHDR = struct.Struct("=IHHIIBBH")
 FORK_MIN = 8192
 """Caches at least this large are committed by worker processes."""
 WORKERS = 4
@@ -51,6 +54,7 @@ WORKERS = 4
 FALLBACK_TIMEOUT = 60
 ORIGIN_GRACE = 30.0
 """Seconds a finished worker's port id still marks events as the daemon's own."""
+_MSGHDR = struct.Struct("=IHHIIBBH")
 
 
 class CommitSettings:
@@ -422,7 +426,8 @@ class Committer:
             os.close(w)
             ct.close()
             if self.forget_socket is not None:  # its events may still be queued: later
-                self.loop.call_later(ORIGIN_GRACE, self.forget_socket, ct.sock.portid)
+                self.loop.call_later(ORIGIN_GRACE,
+                                     lambda p=ct.sock.portid: self.forget_socket(p))
             os.set_blocking(r, False)
             job.workers[r] = (pid, bytearray())
             if self.children is not None:
