@@ -284,7 +284,8 @@ class Conntrack:
             size = 0
             first = i
             base = -1
-            while i < n and len(parts) < max_msgs:
+            limit = 2 * max_msgs
+            while i < n and len(parts) < limit:
                 family, attrs = requests[i]
                 ln = 20 + len(attrs)
                 if parts and size + ln > max_bytes:
@@ -293,15 +294,15 @@ class Conntrack:
                 if base < 0:
                     base = seq
                 parts.append(pack(ln, mtype, plain, seq, 0, family, 0, 0))
-                parts.append(attrs)
-                size += (ln + 3) & ~3
+                pad = -ln & 3
+                parts.append(attrs + bytes(pad) if pad else attrs)
+                size += ln + pad
                 i += 1
             last = i - 1
             # the last message asks for the ACK (its header is the second to last part)
-            hdr = parts[-2]
-            parts[-2] = pack(20 + len(parts[-1]), mtype, ack_flags,
-                             _REQ.unpack(hdr)[3], 0, requests[last][0], 0, 0)
-            self._send_padded(parts)
+            parts[-2] = pack(20 + len(requests[last][1]), mtype, ack_flags,
+                             _REQ.unpack(parts[-2])[3], 0, requests[last][0], 0, 0)
+            sock.send(b"".join(parts))
             last_seq = (base + (last - first)) & 0xFFFFFFFF
             done = False
             while not done:
@@ -318,18 +319,6 @@ class Conntrack:
                     if rseq == last_seq:
                         done = True
         return errors
-
-    def _send_padded(self, parts: list[bytes]) -> None:
-        """Send header/attribute parts as one datagram, each message padded to 4 bytes."""
-        out = []
-        for k in range(0, len(parts), 2):
-            out.append(parts[k])
-            a = parts[k + 1]
-            out.append(a)
-            pad = -len(a) & 3
-            if pad:
-                out.append(bytes(pad))
-        self.sock.send(b"".join(out))
 
     def create_raw_many(self, requests: Sequence[tuple[int, bytes]], *,
                         exclusive: bool = True) -> dict[int, ConntrackError]:

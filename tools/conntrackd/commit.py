@@ -127,8 +127,10 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
     wt = settings.window_tracking
     unpack = META.unpack_from
     batch = settings.batch
-    tuples = E._TUPLES
     hdr = _MSGHDR.pack
+    request = stored_commit_request
+    # (template id, flags) -> (tuples of the key, family): cache.message(key, value) inlined
+    kinds: dict[tuple[int, int], tuple[Any, int]] = {}
     for base in range(lo, hi, batch):
         todo: list[int] = []
         requests: list[tuple[int, bytes]] = []
@@ -138,17 +140,16 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
             if value is None:
                 continue  # deleted meanwhile (a DEL from the peer)
             flags, _, last = unpack(value)
-            # cache.message(key, value), inlined: tuples generated per template
-            fn = tuples.get((key[0], bool(flags & F_MIRRORED)))
-            if fn is None:
-                fn = E._tuples_fn(key[0], bool(flags & F_MIRRORED))
+            kind = kinds.get((key[0], flags & 12))
+            if kind is None:
+                kind = kinds[(key[0], flags & 12)] = (
+                    E._tuples_fn(key[0], bool(flags & F_MIRRORED)),
+                    10 if flags & F_INET6 else 2)
+            fn, family = kind
             payload = fn(key) + value[META_SIZE:]
-            msg = hdr(20 + len(payload), 0x100, 0, 0, 0, 10 if flags & F_INET6 else 2, 0, 0) \
-                + payload
+            msg = hdr(20 + len(payload), 0x100, 0, 0, 0, family, 0, 0) + payload
             try:
-                attrs, related = stored_commit_request(msg, 0, len(msg), elapsed=now - last,
-                                                       configured=configured,
-                                                       window_tracking=wt)
+                attrs, related = request(msg, 0, len(msg), now - last, configured, wt)
             except Exception as e:  # noqa: BLE001 - one bad entry never stops a commit
                 res.failures.append((i, "commit-create", errno.EINVAL, str(e)))
                 continue
@@ -156,7 +157,7 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
                 res.related.append(i)
                 continue
             todo.append(i)
-            requests.append((10 if flags & F_INET6 else 2, attrs))
+            requests.append((family, attrs))
         if requests:
             _send(ct, todo, requests, res)
     return res

@@ -493,7 +493,7 @@ def payload_flow_message(payload: bytes, mtype: int = 0x100, *, shape=None,
 
 
 
-def stored_commit_request(buf, off: int, ln: int, *, elapsed: int, configured: int = 0,
+def stored_commit_request(buf, off: int, ln: int, elapsed: int, configured: int = 0,
                           window_tracking: bool = False) -> tuple[bytes, bool]:
     """(attributes of the commit request, is it a related flow) for the ctnetlink form of
     a received flow (a complete message at ``buf[off:off + ln]``, as a cache stores it),
