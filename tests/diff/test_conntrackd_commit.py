@@ -137,7 +137,7 @@ def test_commit_gives_the_same_table(rigs, catalogue) -> None:
             assert (f.sctp.vtag_orig, f.sctp.vtag_reply) == ((1234 & ~0xFF) | 0x08, 5678)
     assert sorted(map(repr, map(_no_vtag, ours))) == sorted(map(repr, map(_no_vtag, theirs)))
     labels = {f.orig.sport: f.labels for f in ours if f.labels}
-    assert labels == {4000: (1 << 3) | (1 << 70), 7: 1 << 127}
+    assert (labels[4000], labels[7]) == ((1 << 3) | (1 << 70), 1 << 127)
     assert {f.zone for f in ours} >= {9} and any(f.nat_src or f.reply.dst != f.orig.src
                                                  for f in ours)
     assert sum(1 for f in ours if f.master is not None) == 1
