@@ -449,3 +449,40 @@ def test_stored_commit_request_equals_the_chain(wt: bool) -> None:
             assert related == (f.master is not None)
             n += 1
     assert n > 40
+
+
+def _chain(msg: bytes, timeout: int, wt: bool) -> bytes:
+    from conntrack_tools.conntrackd.wire.ctsync import payload_commit_request, sync_message
+
+    s = sync_message(msg, 0, len(msg), 0, 0, window_tracking=True, commit_timeout=True)
+    return payload_commit_request(s[8:], timeout=timeout, window_tracking=wt)
+
+
+def _stored(flow: Flow) -> bytes:
+    """The ctnetlink form a cache stores for ``flow`` received from a C sender."""
+    from conntrack_tools.conntrackd.wire.ctsync import payload_flow_message
+
+    return payload_flow_message(flow_message(0, flow, 0)[8:])
+
+
+from hypothesis import given, settings as hsettings, strategies as hst  # noqa: E402
+from helpers.syncwire import flows as any_flow  # noqa: E402
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(any_flow(), hst.booleans(), hst.booleans(), hst.integers(0, 700))
+def test_fused_requests_equal_the_chain(flow: Flow, wt: bool, no_status: bool,
+                                        elapsed: int) -> None:
+    """The requests built straight from ctnetlink values (TCP/UDP layouts) equal those
+    built through the sync message, whatever the NAT, status, marks, zones, synproxy."""
+    from conntrack_tools.conntrackd.wire.ctsync import stored_commit_request
+
+    if no_status:
+        flow = flow.copy(status=None)
+    if flow.orig.proto in (6, 17) and flow.helper is None:
+        flow = flow.copy(master=None, seq_adj_orig=None, seq_adj_reply=None, labels=None)
+    msg = _stored(flow)
+    got, related = stored_commit_request(msg, 0, len(msg), elapsed, 0, wt)
+    left = (flow.timeout or 0) - elapsed
+    assert got == _chain(msg, left if left > 0 else 60, wt)
+    assert related == (flow.master is not None)
