@@ -135,6 +135,11 @@ def main() -> None:
     c = statistics.median(w for w, _ in results["C"])
     o = statistics.median(w for w, _ in results["ours"])
     print(f"  ours / C (client wall, medians): {o / c:.2f}x")
+    c_log = [t for _, t in results["C"] if t is not None]
+    o_log = [t for _, t in results["ours"] if t is not None]
+    if c_log and o_log:
+        print(f"  ours / C (daemon log, medians): "
+              f"{statistics.median(o_log) / statistics.median(c_log):.2f}x")
 
 
 if __name__ == "__main__":
