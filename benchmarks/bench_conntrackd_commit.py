@@ -3,8 +3,7 @@
 Each daemon runs in its own namespace (NOTRACK over UDP on a dummy link, see
 ``tests/helpers/commitrig.py``) with the same external cache: ``--flows`` flows (IPv4
 TCP established with marks, every 10th with source NAT, every 7th UDP) received as
-NOTRACK datagrams built with our wire codec (the C daemon gets them over UDP, ours
-preloaded through its NOTRACK machine). Then the reference client runs ``-c`` against
+NOTRACK datagrams built with our wire codec, received over UDP. Then the reference client runs ``-c`` against
 each, alternately, ``--rounds`` times (the table is flushed before each round, so
 every round creates every flow, and the daemon is left to handle the flush's events
 before the next commit). Printed per daemon: the client's wall time (what

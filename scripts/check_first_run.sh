@@ -59,4 +59,8 @@ fi
 # the demo showed real flows (-L) and events (-E)
 grep -q '^tcp      6 .*dport=8080' "$tmp/out" || { cat "$tmp/out" >&2; fail "no TCP flow listed"; }
 grep -q '\[NEW\] udp ' "$tmp/out" || { cat "$tmp/out" >&2; fail "no UDP event shown"; }
+# ... and our conntrackd's statistics and destroyed-flow log of that traffic
+grep -q '^connections created:' "$tmp/out" || { cat "$tmp/out" >&2; fail "no conntrackd -s"; }
+grep -qP '^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\ttcp      6 .*dport=8080' "$tmp/out" \
+    || { cat "$tmp/out" >&2; fail "no destroyed-flow log line of conntrackd"; }
 echo "check_first_run: OK (the host's conntrack is still $(command -v conntrack || echo none))"

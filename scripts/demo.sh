@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo on real data (as root): a private network namespace with real TCP, UDP and ICMP
-# traffic, then our `conntrack -L` (plain and -o extended) and the events our `conntrack -E`
-# saw while the traffic ran. Installs what is missing (iproute2 and nftables with apt; this
+# traffic, then our `conntrack -L` (plain and -o extended), the events our `conntrack -E`
+# saw while the traffic ran, and our `conntrackd` in statistics mode (its cache, `-s`, and
+# the destroyed-flow log after `conntrack -F`). Installs what is missing (iproute2 and nftables with apt; this
 # project into .venv in the checkout, see scripts/_setup.sh) and leaves nothing behind: the
 # namespace is deleted and no command outside the checkout changes.
 set -euo pipefail
@@ -16,11 +17,14 @@ PY=.venv/bin/python
 CT=(.venv/bin/conntrack)
 ip netns add "$NS"
 EVPID=
+DPID=
 events=$(mktemp)
+dir=$(mktemp -d)
 cleanup() {
     [ -n "$EVPID" ] && kill -INT "$EVPID" 2>/dev/null && wait "$EVPID" 2>/dev/null || true
+    [ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
-    rm -f "$events"
+    rm -rf "$events" "$dir"
 }
 trap cleanup EXIT
 ip netns exec "$NS" ip link set lo up
@@ -31,6 +35,7 @@ table inet demo {
     chain out { type filter hook output priority 0; ct state new counter; }
 }
 NFT
+ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_acct=1  # packet and byte counters
 
 ip netns exec "$NS" "${CT[@]}" -E -o timestamp >"$events" 2>&1 &
 EVPID=$!
@@ -39,6 +44,24 @@ for _ in $(seq 200); do
     ip netns exec "$NS" awk '$2 == 12 && $4 == "00000007" {f = 1} END {exit !f}' /proc/net/netlink && break
     sleep 0.05
 done
+
+# our conntrackd in statistics mode, with its own configuration, lock, control socket and
+# logs in a temporary directory (never /etc/conntrackd/conntrackd.conf)
+cat >"$dir/conntrackd.conf" <<EOF
+General {
+	LockFile $dir/lock
+	UNIX { Path $dir/ctl }
+	LogFile $dir/conntrackd.log
+	Syslog off
+}
+Stats {
+	LogFile $dir/stats.log
+}
+EOF
+CTD=(.venv/bin/conntrackd -C "$dir/conntrackd.conf")
+ip netns exec "$NS" "${CTD[@]}" >/dev/null &
+DPID=$!
+for _ in $(seq 200); do [ -S "$dir/ctl" ] && break; sleep 0.05; done
 
 ip netns exec "$NS" "$PY" - <<'PYEOF'
 import socket, struct, threading
@@ -74,3 +97,18 @@ echo
 kill -INT "$EVPID"; wait "$EVPID" || true; EVPID=
 echo "### conntrack -E -o timestamp   (what the listener saw while the traffic ran)"
 cat "$events"
+echo
+echo "### conntrackd -s   (ours, statistics mode, watching the same namespace)"
+ip netns exec "$NS" "${CTD[@]}" -s
+echo "### conntrackd -i   (its cache)"
+ip netns exec "$NS" "${CTD[@]}" -i
+echo
+echo "### conntrack -F, then conntrackd's destroyed-flow log (Stats { LogFile })"
+ip netns exec "$NS" "${CT[@]}" -F
+want=$(ip netns exec "$NS" "${CTD[@]}" -i | wc -l)
+for _ in $(seq 100); do [ "$(cat "$dir/stats.log" 2>/dev/null | wc -l)" -ge "$want" ] && break; sleep 0.05; done
+cat "$dir/stats.log"
+echo "### conntrackd -s   (the destroyed flows' counters are in the traffic totals)"
+ip netns exec "$NS" "${CTD[@]}" -s
+ip netns exec "$NS" "${CTD[@]}" -k
+wait "$DPID" || true; DPID=

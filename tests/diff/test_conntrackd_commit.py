@@ -4,8 +4,8 @@ A source namespace holds a varied table (TCP, UDP, UDP-Lite, SCTP, DCCP, ICMP, I
 GRE, other protocols, IPv4 and IPv6, source and destination NAT, marks, the three kinds
 of zone, labels, a related flow and its master); each entry becomes a NOTRACK sync
 message (our wire codec, as the C sender writes it). Each daemon runs in a fresh
-namespace of its own (``helpers.commitrig``): the C daemon receives the datagrams over
-UDP, ours is preloaded with them. Then:
+namespace of its own (``helpers.commitrig``) and receives the datagrams over UDP.
+Then:
 
 * ``-c`` gives the same kernel table (``conntrack -L -o extended`` with the timeouts
   normalised, and field by field through the library: labels, zones, NAT, protocol

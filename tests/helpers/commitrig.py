@@ -1,15 +1,13 @@
 """A conntrackd (C 1.4.7 or ours) whose external cache holds given sync messages, for
 commit (``-c``) tests and the commit benchmark.
 
-:class:`CommitRig` is a private namespace (prefix ``commit``) with a sync link
-``sy0`` (a veth pair: this kernel has no dummy device) (``10.239.0.1/24``) and a daemon in NOTRACK mode over UDP on it, with its own
-config, lock, log and control socket in a temporary directory. The C daemon's external
-cache is filled the way a peer fills it: NOTRACK datagrams built with our wire codec
-are sent over UDP from a socket inside the namespace (re-sent until ``-s`` counts every
-flow: NOTRACK has no retransmission). Ours has no receive path on ``main`` yet, so
-:data:`PRELOAD` starts our real daemon process with a hook that applies the same
-datagrams to its external cache (through the NOTRACK machine and
-:func:`~conntrack_tools.conntrackd.sync.source.apply`, as the receive path will).
+:class:`CommitRig` is a private namespace (prefix ``commit``) with a sync link ``sy0``
+(``10.239.0.1/24``, one end of a veth pair: this kernel has no dummy device; the sync
+traffic is not tracked) and a daemon in NOTRACK mode over UDP on it, with its own
+config, lock, log and control socket in a temporary directory. Its external cache is
+filled the way a peer fills it: NOTRACK datagrams built with our wire codec are sent
+over UDP from a socket inside the namespace (re-sent until ``-s`` counts every flow:
+NOTRACK has no retransmission).
 
 :func:`datagrams` packs state messages into datagrams of the C channel buffer size;
 :func:`table` reads ``conntrack -L -o extended`` with the timeouts normalised.
@@ -22,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +32,6 @@ PEER = "10.239.0.2"
 PORT = 3780
 BUFFER = 1500 - 28
 """The C channel buffer of a UDP channel on a 1500-byte MTU (spec §5.2.4)."""
-PRELOAD = (sys.executable, str(Path(__file__).with_name("preload_daemon.py")))
-"""Our daemon with its external cache preloaded: ``PRELOAD + (config, datagram file)``."""
 NOTRACK_SYNC = f"""
 table inet commitrig {{
     chain out {{ type filter hook output priority raw; udp dport {PORT} notrack; }}
@@ -62,23 +57,6 @@ def datagrams(messages: list[bytes], size: int = BUFFER) -> list[bytes]:
         n += len(m)
     if cur:
         out.append(b"".join(cur))
-    return out
-
-
-def write_datagrams(path: str, grams: list[bytes]) -> None:
-    """A file of length-prefixed datagrams (what :data:`PRELOAD` reads)."""
-    with open(path, "wb") as f:
-        for g in grams:
-            f.write(len(g).to_bytes(4, "big") + g)
-
-
-def read_datagrams(path: str) -> list[bytes]:
-    data = Path(path).read_bytes()
-    out, off = [], 0
-    while off + 4 <= len(data):
-        ln = int.from_bytes(data[off:off + 4], "big")
-        out.append(data[off + 4:off + 4 + ln])
-        off += 4 + ln
     return out
 
 
@@ -108,7 +86,6 @@ class CommitRig:
         self.config = os.path.join(self.dir, "conntrackd.conf")
         self.ctl = os.path.join(self.dir, "ctl")
         self.log = os.path.join(self.dir, "log")
-        self.data = os.path.join(self.dir, "datagrams")
         self.proc: subprocess.Popen | None = None
         with open(self.config, "w") as f:
             f.write(f"General {{\n\tLockFile {self.dir}/lock\n\tLogFile {self.log}\n"
@@ -130,14 +107,9 @@ class CommitRig:
         for dev in ("sy0", "sy1"):
             self.ns.run("ip", "link", "set", dev, "up")
         self.ns.nft(NOTRACK_SYNC)
-        write_datagrams(self.data, grams)
-        argv = PRELOAD + (self.config, self.data) if self.ours else (CONNTRACKD, "-C", self.config)
-        env = dict(os.environ)
-        if self.ours:
-            root = str(Path(__file__).resolve().parents[2])
-            env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = self.ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env=env)
+        program = OURS if self.ours else (CONNTRACKD,)
+        self.proc = self.ns.popen(*program, "-C", self.config, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while "initialization completed" not in self.log_text():
             if self.proc.poll() is not None:
@@ -145,12 +117,8 @@ class CommitRig:
             if time.monotonic() > deadline:
                 raise TimeoutError("conntrackd did not start")
             time.sleep(0.02)
-        if not grams:
-            return self
-        if not self.ours:
+        if grams:
             self._feed(grams, expected, deadline)
-        elif self.external_count() != expected:
-            raise RuntimeError(f"preloaded {self.external_count()} of {expected}")
         return self
 
     def _feed(self, grams: list[bytes], expected: int, deadline: float) -> None:
@@ -223,4 +191,4 @@ class CommitRig:
         self.close()
 
 
-__all__ = ["CommitRig", "datagrams", "table", "timeouts", "PRELOAD", "OURS", "CONNTRACKD"]
+__all__ = ["CommitRig", "datagrams", "table", "timeouts", "OURS", "CONNTRACKD"]

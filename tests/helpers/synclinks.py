@@ -34,9 +34,9 @@ def v6(link: int, side: str) -> str:
 class SyncLinks:
     """Namespaces ``a`` and ``b`` with links ``s0`` and ``s1`` (see the module docstring)."""
 
-    def __init__(self, links: int = 2) -> None:
-        self.a = NetNS("chan")
-        self.b = NetNS("chan")
+    def __init__(self, links: int = 2, prefix: str = "chan") -> None:
+        self.a = NetNS(prefix)
+        self.b = NetNS(prefix)
         self.links = links
 
     def ns(self, side: str) -> NetNS:

@@ -192,6 +192,15 @@ class Daemon:
         warning = set_scheduler(sched.policy, sched.priority)
         if warning:
             self.log.warning(warning)
+        if self.config.sync is not None or self.config.stats is not None:
+            # The mode code and the netlink client (tens of ms of imports) are loaded
+            # before the control socket appears: a client that waits for the socket and
+            # then makes traffic must not find the event socket still unsubscribed (its
+            # events would be lost).
+            import ctnetlink.client  # noqa: F401
+            import nfnl.socket  # noqa: F401
+
+            from . import core, modes  # noqa: F401
         try:
             self.control.open()
         except OSError:

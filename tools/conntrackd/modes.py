@@ -55,6 +55,23 @@ def start(daemon: Any) -> Any:
         log("error", f"can't get kernel conntrack table: {type(e).__name__}: {e}")
         raise InitError(str(e)) from None
     daemon.netlink = core.kernel.stats
+    if cfg.sync is not None:
+        from .channels import ChannelError
+        from .replication import Replication
+
+        rep = Replication(core.mode, cfg.sync, daemon.loop, log, kernel=core.kernel,
+                          iteration_limit=cfg.general.event_iteration_limit,
+                          on_error=daemon.internal_error)
+        try:
+            rep.open()
+        except ChannelError as e:  # already logged in the reference's words
+            core.close()
+            raise InitError(str(e)) from None
+        core.replication = rep
+        daemon.on_shutdown(core.close)
+        daemon.on_shutdown(rep.close)
+    else:
+        daemon.on_shutdown(core.close)
 
     def handler(code: int, conn: Any) -> None:
         if code == H.STATS_RUNTIME | H.JSON:
@@ -74,7 +91,6 @@ def start(daemon: Any) -> Any:
     committer = getattr(core.mode, "committer", None)
     if committer is not None:  # commit workers appear in -s process, SIGCHLD reaps them
         committer.children = daemon.children
-    daemon.on_shutdown(core.close)
     return core
 
 

@@ -36,12 +36,14 @@ def flow_text(msg: bytes, xml: bool = False) -> str:
     return fmt(values, msg[16])
 
 
-def without_timeout(msg: bytes) -> bytes:
-    """``msg`` without its CTA_TIMEOUT attribute (the daemon never prints timeouts)."""
+def without_timeout(msg: bytes, types: tuple[int, ...] = (E.CTA_TIMEOUT,)) -> bytes:
+    """``msg`` without its CTA_TIMEOUT attribute (the daemon never prints timeouts), or
+    without the attributes ``types``."""
     attrs = E.top_attrs(msg, 20, len(msg))
-    if E.CTA_TIMEOUT not in attrs:
+    if not any(t in attrs for t in types):
         return msg
-    del attrs[E.CTA_TIMEOUT]
+    for t in types:
+        attrs.pop(t, None)
     body = b"".join(attrs.values())
     return (len(body) + 20).to_bytes(4, "little") + msg[4:20] + body
 
@@ -49,14 +51,17 @@ def without_timeout(msg: bytes) -> bytes:
 # --- cache dumps (§7.1, §7.3, §8.2) ------------------------------------------------------
 
 def dump_cache(cache: Cache, *, xml: bool = False, hide_dead: bool = False,
-               now: float | None = None, expires: Callable[[bytes], int | None] | None = None
-               ) -> Iterable[bytes]:
+               now: float | None = None, expires: Callable[[bytes], int | None] | None = None,
+               reply: bool = True) -> Iterable[bytes]:
     """The ``-i``/``-e`` reply of ``cache``, in chunks: one line per entry (``hide_dead``:
     FTFW hides dead entries), ``[active since Ns]`` (and ``[expires in Ns]``) after
-    the plain rendering, nothing after XML."""
+    the plain rendering, nothing after XML. ``reply=False`` leaves the reply tuple out
+    (1.4.7's external cache objects have none: a sync message carries no reply tuple)."""
     tnow = int(time.time() if now is None else now)
     is_exp = isinstance(cache, ExpectCache)
     strip = E.CTA_TIMEOUT not in cache.drop
+    drop = (E.CTA_TIMEOUT, E.CTA_TUPLE_REPLY) if not reply else (E.CTA_TIMEOUT,)
+    strip = strip or not reply
     chunk: list[str] = []
     size = 0
     for key, value in cache.items():
@@ -66,7 +71,7 @@ def dump_cache(cache: Cache, *, xml: bool = False, hide_dead: bool = False,
         if is_exp:
             line = expect_text(msg, xml)
         else:
-            line = flow_text(without_timeout(msg) if strip else msg, xml)
+            line = flow_text(without_timeout(msg, drop) if strip else msg, xml)
         if len(line) > LINE_BUFFER - 1:
             line = _text.clip(line, LINE_BUFFER)
         if not xml:

@@ -8,16 +8,16 @@ entry (``hold`` / ``put``) so that a dead entry stays until its DEL is out (FTFW
 it is acknowledged). :func:`apply` applies a received :class:`~.common.CacheOp` to an
 external cache as conntrackd.md §6.6 says (NEW replaces, UPDATE updates or adds,
 DELETE deletes), converting the sync payload to the ctnetlink form the cache stores
-without building Python objects (:func:`..wire.ctsync.payload_flow_message`).
+without building Python objects (:func:`..wire.ctsync.payload_flow_attrs`).
 """
 from __future__ import annotations
 
 import struct
 
-from ..cache import DEAD, STATUS_MASK, parse_expect
-from ..entry import parse
+from ..cache import DEAD, F_INET6, F_MIRRORED, META_SIZE, STATUS_MASK, parse_expect
+from ..entry import _attrs_by_shape, message, split
 from ..wire.codec import SyncMessage, encode_message
-from ..wire.ctsync import payload_flow_message, sync_message
+from ..wire.ctsync import payload_flow_attrs, sync_message
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,7 +49,12 @@ class CacheSource:
         if value is None:
             return None
         status = value[0] & STATUS_MASK
-        msg = cache.message(key, value)
+        if cache.kind == "ct" and value[0] & F_MIRRORED:
+            # a mirrored reply tuple tells the sender nothing (no NAT): the message is
+            # the same without it, and rebuilding it from the key costs half the render
+            msg = message(key, 10 if value[0] & F_INET6 else 2, value[META_SIZE:], False)
+        else:
+            msg = cache.message(key, value)
         if cache.kind == "ct":
             return sync_message(msg, 0, len(msg), status, seq, flags,
                                 window_tracking=self.window_tracking,
@@ -78,13 +83,14 @@ class CacheSource:
 _NLMSG = struct.Struct("=IHHIIBBH")
 
 
-def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
+def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | None:
     """Apply a received state message to the external caches (conntrackd.md §6.6): NEW
     deletes an existing entry and adds the new one, UPDATE updates (or adds), DELETE
-    deletes. Expectation messages need ``exp`` (ignored without)."""
+    deletes. Expectation messages need ``exp`` (ignored without). Returns the entry's
+    cache key (None when ignored)."""
     if op.expect:
         if exp is None:
-            return
+            return None
         from ctnetlink.encode import encode_expect
 
         e = op.obj
@@ -93,8 +99,8 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
         p = parse_expect(msg, 0, len(msg))
         cache = exp
     else:
-        msg = payload_flow_message(op.payload, shape=op.shape, values=op.values)
-        p = parse(msg, 0, len(msg))
+        family, attrs = payload_flow_attrs(op.payload, shape=op.shape, values=op.values)
+        p = split(family, _attrs_by_shape(attrs, 0, len(attrs)))
         cache = ct
     if op.op == "delete":
         cache.delete(p.key)
@@ -104,3 +110,4 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> None:
         cache.add(p)
     else:
         cache.update_force(p)
+    return p.key
