@@ -295,3 +295,31 @@ def test_commit_requests_log_alike(sync: str, mode: str) -> None:
             got[name] = (replies, commit_log(rig, mark))
     assert got["ours"] == got["C"]
     assert got["C"][0] == [(0, "", "")] * 3
+
+
+def test_a_refused_entry_logs_alike() -> None:
+    """An entry the kernel refuses (an unknown helper): the same error line, flow line
+    (without a reply tuple: 1.4.7's object comes from a sync message) and counts."""
+    from conntrack_tools.conntrackd.wire.codec import flow_message
+
+    o = Tuple(src="10.6.0.1", dst="10.6.0.2", proto=6, sport=5000, dport=21)
+    bad = Flow(family=2, orig=o, reply=o.reversed(), status=0xE, timeout=300,
+               tcp=TcpInfo(state=3), helper="nosuch", mark=3)
+    o2 = Tuple(src="10.6.0.1", dst="10.6.0.2", proto=17, sport=5001, dport=53)
+    good = Flow(family=2, orig=o2, reply=o2.reversed(), status=0x8, timeout=300)
+    msgs = [flow_message(0, bad, 1), flow_message(0, good, 2)]
+    stamp = re.compile(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\t")
+    got = {}
+    for name, ours in (("C", False), ("ours", True)):
+        with CommitRig(ours) as rig:
+            rig.start(datagrams(msgs), 2)
+            mark = len(rig.log_lines())
+            assert commit(rig) == (0, "", "")
+            got[name] = [stamp.sub("STAMP\t", line) for line in commit_log(rig, mark)]
+    assert got["ours"] == got["C"]
+    assert got["C"][1:3] == [
+        "[ERROR] commit-create: Operation not supported",
+        "STAMP\ttcp      6 300 ESTABLISHED src=10.6.0.1 dst=10.6.0.2 sport=5000 dport=21 "
+        "[ASSURED] mark=3 helper=nosuch"]
+    assert got["C"][3:5] == ["[notice] Committed 1 new entries",
+                             "[notice] 1 entries can't be committed"]

@@ -531,14 +531,12 @@ class Committer:
         if self.flow_log is None:
             return
         try:
-            from .output import flow_text  # noqa: PLC0415
+            from .output import expect_text, flow_text, without_timeout  # noqa: PLC0415
 
             if isinstance(cache, ExpectCache):
-                from .output import expect_text  # noqa: PLC0415
-
                 line = expect_text(cache.message(key))
-            else:
-                line = flow_text(cache.message(key))
+            else:  # 1.4.7's object is built from a sync message: it has no reply tuple
+                line = flow_text(without_timeout(cache.message(key), (E.CTA_TUPLE_REPLY,)))
         except Exception:  # noqa: BLE001 - the error line is written already
             return
         from .log import ERROR  # noqa: PLC0415
