@@ -17,7 +17,9 @@ Then:
 * a flush while a large commit runs is refused (``ignoring flush command, commit still
   in progress``) and accepted once it is over, where 1.4.7 with ``HashSize 8192`` refuses
   every later flush (spec §6.7, §12.2 #1);
-* a commit that forks workers (large cache) equals one done in steps.
+* a commit that forks workers (large cache) equals one done in steps;
+* with ``TCPWindowTracking On`` the entries keep window tracking on both sides;
+* an entry the kernel refuses gives the same error and flow lines.
 """
 from __future__ import annotations
 
@@ -141,6 +143,9 @@ def test_commit_gives_the_same_table(rigs, catalogue) -> None:
     assert {f.zone for f in ours} >= {9} and any(f.nat_src or f.reply.dst != f.orig.src
                                                  for f in ours)
     assert sum(1 for f in ours if f.master is not None) == 1
+    # "be liberal" in both directions (the kernel reports flags, then mask)
+    assert all(f.tcp.flags_orig == (8, 0) and f.tcp.flags_reply == (8, 0)
+               for f in ours if f.tcp is not None and f.tcp.state is not None)
     for rig in rigs.values():
         assert all(TIMEOUT - 30 <= t <= TIMEOUT for t in timeouts(rig.ns))
     logs = {k: commit_log(r, before[k]) for k, r in rigs.items()}
@@ -323,3 +328,18 @@ def test_a_refused_entry_logs_alike() -> None:
         "[ASSURED] mark=3 helper=nosuch"]
     assert got["C"][3:5] == ["[notice] Committed 1 new entries",
                              "[notice] 1 entries can't be committed"]
+
+
+def test_window_tracking_on(catalogue) -> None:
+    """``TCPWindowTracking On``: no "be liberal" flags; the same entries field by field
+    (TCP flags and window scales included; SCTP as received on both sides now)."""
+    views = {}
+    for name, ours in (("C", False), ("ours", True)):
+        with CommitRig(ours, sync="\tOptions {\n\t\tTCPWindowTracking On\n\t}\n") as rig:
+            rig.start(datagrams(catalogue), len(catalogue))
+            enable_labels(rig.ns)
+            assert commit(rig) == (0, "", "")
+            views[name] = sorted(map(repr, library_view(rig.ns)))
+    assert len(views["C"]) == len(catalogue) and views["ours"] == views["C"]
+    tcp = [v for v in views["C"] if "TcpInfo(state=" in v]
+    assert tcp and all("flags_orig=(0, 0), flags_reply=(0, 0)" in v for v in tcp)
