@@ -321,6 +321,8 @@ def test_result_encoding() -> None:
     back = Result.decode(r.encode())
     assert (back.ok, back.failures, back.related) == (7, r.failures, [4, 5])
     assert Result.decode(r.encode()[:-3]) is None  # a worker that died mid-way
+    r.failures = [(1, "commit-create", 22, "two\nlines")]
+    assert Result.decode(r.encode()).failures == [(1, "commit-create", 22, "two lines")]
     assert Result.decode(b"") is None
 
 

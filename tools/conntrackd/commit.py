@@ -91,7 +91,7 @@ class Result:
 
     def encode(self) -> bytes:
         lines = [f"O {self.ok}"]
-        lines += [f"F {i} {what} {err} {text or ''}".rstrip()
+        lines += [f"F {i} {what} {err} {' '.join((text or '').split())}".rstrip()
                   for i, what, err, text in self.failures]
         lines += [f"R {i}" for i in self.related]
         lines.append("E")
