@@ -201,9 +201,10 @@ def _workers(pid: int) -> list[int]:
 
 
 def test_a_flush_waits_for_the_end_of_a_commit() -> None:
-    """Ours: a flush is refused while the commit runs, accepted after it. The commit's
-    worker processes are held (SIGSTOP) so that the flush surely arrives meanwhile; they
-    are listed by ``-s process`` (type ``commit``) until they end."""
+    """Ours: a flush is refused while the commit runs, accepted after it, and a second
+    commit meanwhile returns at once (``commit already in progress, skipping``). The
+    commit's worker processes are held (SIGSTOP) so that the requests surely arrive
+    meanwhile; they are listed by ``-s process`` (type ``commit``) until they end."""
     from benchmarks.bench_conntrackd_commit import messages
 
     n = 60000
@@ -229,6 +230,7 @@ def test_a_flush_waits_for_the_end_of_a_commit() -> None:
             mark = len(rig.log_lines())
             request(rig.ctl, ALL_FLUSH_CACHE)
             request(rig.ctl, 34)  # -f external
+            assert request(rig.ctl, 18, timeout=5) == b""  # -c ct: refused at once
             assert proc.poll() is None  # the client still waits
             assert rig.external_count() == n
             listing = request(rig.ctl, 35).decode()  # -s process
@@ -238,8 +240,10 @@ def test_a_flush_waits_for_the_end_of_a_commit() -> None:
             out, err = proc.communicate(timeout=60)
             assert (proc.returncode, out, err) == (0, b"", b"")
             lines = [line for line in rig.log_lines()[mark:] if "buffer size" not in line]
-            assert lines[:2] == ["[ERROR] ignoring flush command, commit still in progress"] * 2
-            assert lines[2] == f"[notice] Committed {n} new entries"
+            assert lines[:4] == ["[ERROR] ignoring flush command, commit still in progress"] * 2 \
+                + ["[notice] committing conntrack cache",
+                   "[notice] commit already in progress, skipping"]
+            assert lines[4] == f"[notice] Committed {n} new entries"
             assert int(rig.ns.run("conntrack", "-C").stdout) == n
             deadline = time.monotonic() + 10
             while request(rig.ctl, 35) and time.monotonic() < deadline:

@@ -266,10 +266,11 @@ def test_second_commit_and_flushes_while_running() -> None:
     assert len(mode.external) == 9
     assert loop.run_until(lambda: first.closed, 10)
     m = messages(logs)
-    assert m[:4] == ["committing all external caches", "commit already in progress, skipping",
+    assert m[:5] == ["committing all external caches", "committing conntrack cache",
+                     "commit already in progress, skipping",
                      "ignoring flush command, commit still in progress",
                      "ignoring flush command, commit still in progress"]
-    assert m[4:] == ["Committed 9 new entries", "commit has taken T seconds"]
+    assert m[5:] == ["Committed 9 new entries", "commit has taken T seconds"]
     assert len(cm.ct.log) == 9
     logs.clear()
     mode.handle(H.ALL_FLUSH_CACHE)  # 1.4.7 with HashSize <= 8192 refuses it for ever

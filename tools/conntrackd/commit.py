@@ -294,11 +294,11 @@ class Committer:
             line = "committing all external caches"
         else:
             return False
+        self.log("notice", line)  # the reference's order: the line, then the check
         mode.cancel_purge()
         if self.running:
             self.log("notice", "commit already in progress, skipping")
             return True
-        self.log("notice", line)
         if mode.settings.disable_external_cache:
             return True  # flows went to the kernel as they came: nothing to commit
         self.conn = conn
