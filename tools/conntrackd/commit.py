@@ -122,7 +122,7 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
     flows are left for the second pass unless ``second``; batches of requests, EEXIST
     -> delete and create once more (spec §6.7)."""
     res = Result()
-    d = cache._d
+    get = cache.get
     configured = settings.commit_timeout
     wt = settings.window_tracking
     unpack = META.unpack_from
@@ -136,14 +136,14 @@ def commit_keys(cache: Cache, ct: Any, keys: list[bytes], lo: int, hi: int,
         requests: list[tuple[int, bytes]] = []
         for i in range(base, min(base + batch, hi)):
             key = keys[i]
-            value = d.get(key)
+            value = get(key)
             if value is None:
                 continue  # deleted meanwhile (a DEL from the peer)
             flags, _, last = unpack(value)
             kind = kinds.get((key[0], flags & 12))
             if kind is None:
                 kind = kinds[(key[0], flags & 12)] = (
-                    E._tuples_fn(key[0], bool(flags & F_MIRRORED)),
+                    E.tuples_fn(key[0], bool(flags & F_MIRRORED)),
                     10 if flags & F_INET6 else 2)
             fn, family = kind
             payload = fn(key) + value[META_SIZE:]
@@ -222,7 +222,7 @@ class _Job:
 
     def __init__(self, cache: Cache, what: str, start: float) -> None:
         self.cache = cache
-        self.keys = list(cache._d)  # the hash table walk of the reference, in one go
+        self.keys = list(cache)  # the hash table walk of the reference, in one go
         self.pos = 0
         self.related: list[bytes] = []
         self.second = False
@@ -477,12 +477,11 @@ class Committer:
         from .wire import kernel as KR  # noqa: PLC0415
 
         cache = job.cache
-        d = cache._d
         s = self.settings
         now = int(self.clock())
         end = min(job.pos + s.step, len(job.keys))
         for key in job.keys[job.pos:end]:
-            value = d.get(key)
+            value = cache.get(key)
             if value is None:
                 continue
             _, _, last = META.unpack_from(value)

@@ -400,7 +400,7 @@ def message(key: bytes, family: int, body: bytes, mirrored: bool, mtype: int = 0
     """A complete ctnetlink message for a stored entry (``body`` = the stored attributes)."""
     fn = _TUPLES.get((key[0], mirrored))
     if fn is None:
-        fn = _tuples_fn(key[0], mirrored)
+        fn = tuples_fn(key[0], mirrored)
     payload = fn(key) + body
     return _NLHDR.pack(20 + len(payload), mtype, flags, 0, 0) + _NFGEN.pack(family, 0, 0) + payload
 
@@ -419,7 +419,7 @@ def message_slow(key: bytes, family: int, body: bytes, mirrored: bool, mtype: in
 _TUPLES: dict[tuple[int, bool], "Callable[[bytes], bytes]"] = {}
 
 
-def _tuples_fn(tid: int, mirrored: bool) -> "Callable[[bytes], bytes]":
+def tuples_fn(tid: int, mirrored: bool) -> "Callable[[bytes], bytes]":
     """A function ``key -> original (+ mirrored reply) tuple attributes`` generated for
     template ``tid``: the template's constant bytes with the key's slices in between (one
     concatenation, no loop); raw keys (id 0) take the attribute-by-attribute path."""
