@@ -18,10 +18,9 @@ if TYPE_CHECKING:
     from .listen import Listener
 
 from nfnl.constants import (
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR,
 )
 from nfnl.errors import NetlinkError
-from nfnl.constants import NLMSG_ERROR
 from nfnl.message import NFGENMSG, build_nfnl, iter_messages, parse_error
 from nfnl.socket import EVENT_RCVBUF, NetlinkSocket
 
@@ -273,7 +272,7 @@ class Conntrack:
         the receive buffer."""
         sock = self.sock
         pack = _REQ.pack
-        seqs = sock._seq
+        next_seq = sock.next_seq
         ack_flags = flags | NLM_F_ACK
         plain = flags & ~NLM_F_ACK
         errors: dict[int, ConntrackError] = {}
@@ -290,7 +289,7 @@ class Conntrack:
                 ln = 20 + len(attrs)
                 if parts and size + ln > max_bytes:
                     break
-                seq = next(seqs) & 0xFFFFFFFF
+                seq = next_seq()
                 if base < 0:
                     base = seq
                 parts.append(pack(ln, mtype, plain, seq, 0, family, 0, 0))
@@ -306,7 +305,9 @@ class Conntrack:
             last_seq = (base + (last - first)) & 0xFFFFFFFF
             done = False
             while not done:
-                buf = sock._recv_blocking()
+                buf = sock.recv()
+                if buf is None:  # ENOBUFS: replies were lost, waiting would hang
+                    raise wrap(NetlinkError(E.ENOBUFS))
                 for roff, mlen, rtype, rflags, rseq, _ in iter_messages(buf):
                     if rtype != NLMSG_ERROR:
                         continue
