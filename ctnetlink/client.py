@@ -12,16 +12,16 @@ import errno as E
 import struct
 TYPE_CHECKING = False  # typing is not imported at run time: the CLI must start fast
 if TYPE_CHECKING:
-    from typing import Callable, Iterable, Iterator
+    from typing import Callable, Iterable, Iterator, Sequence
 
     from .enums import EventType
     from .listen import Listener
 
 from nfnl.constants import (
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR,
 )
 from nfnl.errors import NetlinkError
-from nfnl.message import NFGENMSG, build_nfnl
+from nfnl.message import NFGENMSG, build_nfnl, iter_messages, parse_error
 from nfnl.socket import EVENT_RCVBUF, NetlinkSocket
 
 from . import constants as K
@@ -35,6 +35,7 @@ from nfnl.codec import nla_nest
 
 
 _U32 = struct.Struct(">I")
+_REQ = struct.Struct("=IHHIIBBH")  # nlmsghdr + nfgenmsg of a request
 _TABLES = {"conntrack": K.IPCTNL_MSG_CT_GET, "dying": K.IPCTNL_MSG_CT_GET_DYING,
            "unconfirmed": K.IPCTNL_MSG_CT_GET_UNCONFIRMED}
 
@@ -257,6 +258,82 @@ class Conntrack:
         msgs = (build_nfnl(K.IPCTNL_MSG_CT_NEW, flags, f.family or _family_of(f),
                            encode_flow(_confirmed(_with_reply(f)))) for f in flows)
         return [None if r is None else wrap(r) for r in self.sock.batch(msgs)]
+
+    def send_many(self, mtype: int, flags: int, requests: Sequence[tuple[int, bytes]], *,
+                  max_bytes: int = 1 << 16, max_msgs: int = 256) -> dict[int, ConntrackError]:
+        """Send pre-encoded requests (``(family, attributes)`` pairs, e.g. built by a
+        generated encoder) of one type, packed into as few datagrams as fit; returns
+        the failures by index (an empty dict: every request succeeded).
+
+        Only the last message of each datagram asks for an ACK: the kernel reports the
+        others' errors anyway and answers in order, so one receive per datagram usually
+        ends it. The kernel handles a datagram inside ``send`` (the work is done when it
+        returns); at most ``max_msgs`` requests share one, so that their error replies fit
+        the receive buffer."""
+        sock = self.sock
+        pack = _REQ.pack
+        next_seq = sock.next_seq
+        ack_flags = flags | NLM_F_ACK
+        plain = flags & ~NLM_F_ACK
+        errors: dict[int, ConntrackError] = {}
+        n = len(requests)
+        i = 0
+        while i < n:
+            parts = []
+            size = 0
+            first = i
+            base = -1
+            limit = 2 * max_msgs
+            while i < n and len(parts) < limit:
+                family, attrs = requests[i]
+                ln = 20 + len(attrs)
+                if parts and size + ln > max_bytes:
+                    break
+                seq = next_seq()
+                if base < 0:
+                    base = seq
+                parts.append(pack(ln, mtype, plain, seq, 0, family, 0, 0))
+                pad = -ln & 3
+                parts.append(attrs + bytes(pad) if pad else attrs)
+                size += ln + pad
+                i += 1
+            last = i - 1
+            # the last message asks for the ACK (its header is the second to last part)
+            parts[-2] = pack(20 + len(requests[last][1]), mtype, ack_flags,
+                             _REQ.unpack(parts[-2])[3], 0, requests[last][0], 0, 0)
+            sock.send(b"".join(parts))
+            last_seq = (base + (last - first)) & 0xFFFFFFFF
+            done = False
+            while not done:
+                buf = sock.recv()
+                if buf is None:  # ENOBUFS: replies were lost, waiting would hang
+                    raise wrap(NetlinkError(E.ENOBUFS))
+                for roff, mlen, rtype, rflags, rseq, _ in iter_messages(buf):
+                    if rtype != NLMSG_ERROR:
+                        continue
+                    k = (rseq - base) & 0xFFFFFFFF
+                    if k > last - first:
+                        continue  # not ours (a stale reply)
+                    err = parse_error(buf, roff, mlen, rflags)
+                    if err.errno:
+                        errors[first + k] = wrap(NetlinkError(err.errno, b"", err.message))
+                    if rseq == last_seq:
+                        done = True
+        return errors
+
+    def create_raw_many(self, requests: Sequence[tuple[int, bytes]], *,
+                        exclusive: bool = True) -> dict[int, ConntrackError]:
+        """Create entries from pre-encoded ``(family, attributes)`` requests (the status,
+        reply tuple and timeout must be in the attributes: nothing is added); failures
+        by index. See :meth:`send_many`."""
+        flags = NLM_F_REQUEST | NLM_F_CREATE | (NLM_F_EXCL if exclusive else 0)
+        return self.send_many(K.IPCTNL_MSG_CT_NEW, flags, requests)
+
+    def delete_raw_many(self, requests: Sequence[tuple[int, bytes]]) -> dict[int, ConntrackError]:
+        """Delete the entries selected by pre-encoded requests (their ``CTA_TUPLE_ORIG``
+        and ``CTA_ZONE``: a create request of the entry will do, the kernel ignores the
+        rest); failures by index."""
+        return self.send_many(K.IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST, requests)
 
     def flush(self, family: int = 0, *, mark: int | None = None, mark_mask: int | None = None) -> None:
         """Delete all entries (of a family, or matching mark/mask).

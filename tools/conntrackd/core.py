@@ -62,6 +62,8 @@ class Core:
                              resync_enabled=populate)
         self.mode.kernel = self.kernel
         self.metrics_server = None
+        self.flow_writer = flow_writer
+        self.commit_ct: Any = None
 
     def open(self) -> None:
         """Sockets, start-up dump, metrics endpoint (raises OSError on failure)."""
@@ -69,6 +71,8 @@ class Core:
             self.kernel.open()
         else:
             self.kernel.open_without_cache()
+        if isinstance(self.mode, SyncMode):
+            self._open_committer()
         m = getattr(self.config, "metrics", None)
         if m is not None:
             from .metrics import MetricsServer, render
@@ -76,6 +80,40 @@ class Core:
             self.metrics_server = MetricsServer(
                 self.loop, lambda: render(self.mode, self.kernel, started=self.started),
                 m.address, m.port, m.path)
+
+    def _open_committer(self) -> None:
+        """The commit socket (its events are the daemon's own, §6.5) and the committer."""
+        from ctnetlink.client import Conntrack
+        from nfnl.socket import NetlinkSocket
+
+        from .commit import Committer, CommitSettings
+        from .kernel import ORIGIN_COMMIT
+
+        def open_socket() -> Conntrack:
+            ct = Conntrack(NetlinkSocket(rcvbuf=8 << 20))
+            self.kernel.register_origin(ct.sock.portid, ORIGIN_COMMIT)
+            return ct
+
+        def forget_socket(portid: int) -> None:
+            self.kernel.origins.pop(portid, None)
+
+        def pause_events(flag: bool) -> None:
+            if flag:
+                self.kernel.pause_events()
+            else:
+                self.kernel.resume_events()
+
+        self.commit_ct = open_socket()
+        self.mode.committer = Committer(self.mode, self.commit_ct, self.loop, self.log,
+                                        settings=CommitSettings.from_config(self.config.sync),
+                                        flow_log=self.flow_writer, clock=self.clock,
+                                        open_socket=open_socket, forget_socket=forget_socket,
+                                        pause_events=pause_events)
+
+    def commit(self, code: int, conn: Any) -> bool:
+        """Commit requests: handled (True) by the sync mode, which keeps ``conn``."""
+        commit = getattr(self.mode, "commit", None)
+        return bool(commit is not None and commit(code, conn))
 
     def handle(self, code: int) -> Iterable[bytes] | None:
         """Steps 2 and 3 of the dispatch (spec §4.3) for request ``code``."""
@@ -96,6 +134,11 @@ class Core:
         return O.to_json(doc)
 
     def close(self) -> None:
+        committer = getattr(self.mode, "committer", None)
+        if committer is not None:
+            committer.close()
+            self.mode.committer = None
+            self.commit_ct.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None

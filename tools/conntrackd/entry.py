@@ -17,7 +17,7 @@ import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable
+    from typing import Callable, Iterable
 
 CTA_TUPLE_ORIG = 1
 CTA_TUPLE_REPLY = 2
@@ -398,12 +398,61 @@ def join(attrs: dict[int, bytes]) -> bytes:
 def message(key: bytes, family: int, body: bytes, mirrored: bool, mtype: int = 0x100,
             flags: int = 0) -> bytes:
     """A complete ctnetlink message for a stored entry (``body`` = the stored attributes)."""
+    fn = _TUPLES.get((key[0], mirrored))
+    if fn is None:
+        fn = tuples_fn(key[0], mirrored)
+    payload = fn(key) + body
+    return _NLHDR.pack(20 + len(payload), mtype, flags, 0, 0) + _NFGEN.pack(family, 0, 0) + payload
+
+
+def message_slow(key: bytes, family: int, body: bytes, mirrored: bool, mtype: int = 0x100,
+                 flags: int = 0) -> bytes:
+    """:func:`message` attribute by attribute (the reference of the generated path)."""
     parts = [orig_tuple(key)]
     if mirrored:
         parts.append(reply_tuple(key))
     parts.append(body)
     payload = b"".join(parts)
     return _NLHDR.pack(20 + len(payload), mtype, flags, 0, 0) + _NFGEN.pack(family, 0, 0) + payload
+
+
+_TUPLES: dict[tuple[int, bool], "Callable[[bytes], bytes]"] = {}
+
+
+def tuples_fn(tid: int, mirrored: bool) -> "Callable[[bytes], bytes]":
+    """A function ``key -> original (+ mirrored reply) tuple attributes`` generated for
+    template ``tid``: the template's constant bytes with the key's slices in between (one
+    concatenation, no loop); raw keys (id 0) take the attribute-by-attribute path."""
+    if tid == 0:
+        def raw(key: bytes) -> bytes:
+            return orig_tuple(key) + (reply_tuple(key) if mirrored else b"")
+        return raw
+    t = TEMPLATES.by_id[tid]
+    spans = []
+    p = 1
+    for _off, size in _leaf_slots(t):
+        spans.append((p, p + size))
+        p += size
+    nested = NLA_F_NESTED if t.nested else 0
+
+    def parts(tuple_type: int, order) -> list[str]:
+        out = [repr(_HH.pack(4 + t.size, tuple_type | nested))]
+        for is_field, v in t.segments:
+            if is_field:
+                a, b = spans[order[v]]
+                out.append(f"key[{a}:{b}]")
+            else:
+                out.append(repr(v))
+        return out
+
+    exprs = parts(CTA_TUPLE_ORIG, range(len(spans)))
+    if mirrored:
+        exprs += parts(CTA_TUPLE_REPLY, t.mirror)
+    ns: dict = {}
+    exec(f"def fn(key):\n    return {' + '.join(exprs)}\n", ns)  # noqa: S102 - from the template
+    fn = ns["fn"]
+    _TUPLES[(tid, mirrored)] = fn
+    return fn
 
 
 def tuple_addrs(tlv: bytes) -> tuple[bytes | None, bytes | None]:

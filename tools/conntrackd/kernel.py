@@ -470,3 +470,37 @@ class Kernel:
     @property
     def resync_pending(self) -> bool:
         return self._resync_pending
+
+    # --- pause (large commits) ---------------------------------------------------------------
+    def _groups(self) -> list[int]:
+        return [1, 2, 3] + ([4, 5, 6] if self.settings.expectations else [])
+
+    def pause_events(self) -> None:
+        """Leave the event groups and stop reading: the kernel then builds no events for
+        the daemon (a large commit would overrun the socket anyway, and the kernel's work
+        per created entry is smaller without listeners)."""
+        sock = self.events_sock
+        if sock is None:
+            return
+        for g in self._groups():
+            sock.drop_membership(g)
+        self.loop.remove_reader(sock.fileno())
+        self.on_readable_all()  # what was queued before the pause
+
+    def resume_events(self) -> None:
+        """Join the groups again; what was missed meanwhile is recovered as after an
+        overrun (spec §6.4: a resync once quiet, at the latest after
+        ``NetlinkOverrunResync`` seconds; nothing without it)."""
+        sock = self.events_sock
+        if sock is None:
+            return
+        for g in self._groups():
+            sock.add_membership(g)
+        self.loop.add_reader(sock.fileno(), self.on_readable)
+        s = self.settings
+        if s.netlink_overrun_resync > 0 and self.resync_enabled:
+            self._resync_pending = True
+            if self._resync_timer is not None:
+                self._resync_timer.cancel()
+            self._resync_timer = self.loop.call_later(s.netlink_overrun_resync, self._resync_due)
+            self._arm_quiet()

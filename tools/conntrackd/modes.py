@@ -78,6 +78,8 @@ def start(daemon: Any) -> Any:
             runtime = _Runtime(daemon)
             conn.write(core.runtime_json(runtime))
             return None
+        if core.commit(code, conn):  # the committer closes the connection when done
+            return None
         chunks = core.handle(code)
         if chunks:
             for chunk in chunks:
@@ -86,6 +88,9 @@ def start(daemon: Any) -> Any:
         return None
 
     daemon.control.add_handler(handler)
+    committer = getattr(core.mode, "committer", None)
+    if committer is not None:  # commit workers appear in -s process, SIGCHLD reaps them
+        committer.children = daemon.children
     return core
 
 

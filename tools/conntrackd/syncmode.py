@@ -147,6 +147,8 @@ class SyncMode:
         self.kernel = None
         self.links: Any = NoLinks(s)
         self.commit_running = False
+        #: the :class:`~.commit.Committer` (set up with the kernel side)
+        self.committer: Any = None
         self._purge_timer = None
         self.helpers = tuple(h.lower() for h in s.expectation_helpers) \
             if s.expectation_helpers else None
@@ -264,6 +266,14 @@ class SyncMode:
                 self.send(cache, p.key, NET_T_STATE_EXP_NEW)
         elif cache.update_force(p) and origin == ORIGIN_NOT_ME:
             self.send(cache, p.key, NET_T_STATE_EXP_UPD)
+
+    # --- commit (-c, §6.7) -------------------------------------------------------------------------
+    def commit(self, code: int, conn: Any) -> bool:
+        """Commit requests (18, 42, 46) go to the committer, which keeps ``conn`` open
+        until the commit is complete; False for other codes."""
+        if code not in (H.CT_COMMIT, H.EXP_COMMIT, H.ALL_COMMIT) or self.committer is None:
+            return False
+        return self.committer.request(code, conn)
 
     # --- purge timer (-t, §6.10) -----------------------------------------------------------------
     def cancel_purge(self) -> None:

@@ -31,7 +31,7 @@ from . import flowenc
 from . import kernel as KR
 from .codec import CT_DECODER, flow_message
 from .flowenc import MAX_FORMATS, PORT_GROUPS, compile_variant, labels_payload, variant_source
-from .shapes import ICMP_REPLY, ICMPV6_REPLY
+from .shapes import ICMP_REPLY, ICMPV6_REPLY, Slot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -492,7 +492,138 @@ def payload_flow_message(payload: bytes, mtype: int = 0x100, *, shape=None,
     return _NLMSG.pack(20 + len(attrs), mtype, 0, 0, 0, family, 0, 0) + attrs
 
 
+
+_NOT_FUSED = frozenset(("CTA_TUPLE_MASTER", "CTA_SEQ_ADJ_ORIG", "CTA_SEQ_ADJ_REPLY", "CTA_HELP",
+                        "CTA_LABELS"))
+
+
+def _fused_commit(shape, proto: int, wt: bool) -> Callable | None:
+    """``req(v, t)``: the commit request straight from the ctnetlink values of a TCP or
+    UDP layout, without the sync message in between (None: the layout takes that way).
+
+    The commit generator (:func:`_compile_commit`) is given the values the sync message
+    would carry, as one tuple built from the ctnetlink values, with the NAT attributes
+    always present: its NAT tests are the sender's (the received status decides as the
+    sender's status did; a missing status is sent as 0 and then allows no NAT at either
+    end), so the request is the same whether the sender included them or not."""
+    if proto not in (6, 17):
+        return None
+    leaves = shape.leaves
+    if any(path[0] in _NOT_FUSED for path in leaves):
+        return None
+
+    def g(*path: str) -> int | None:
+        hit = leaves.get(path)
+        return None if hit is None else hit[0]
+
+    v6 = g(_O, _IP, "CTA_IP_V6_SRC") is not None
+    ip = ("CTA_IP_V6_SRC", "CTA_IP_V6_DST") if v6 else ("CTA_IP_V4_SRC", "CTA_IP_V4_DST")
+    osrc, odst, rsrc, rdst = (g(_O, _IP, ip[0]), g(_O, _IP, ip[1]), g(_R, _IP, ip[0]),
+                              g(_R, _IP, ip[1]))
+    sp, dp = g(_O, _PR, "CTA_PROTO_SRC_PORT"), g(_O, _PR, "CTA_PROTO_DST_PORT")
+    rsp, rdp = g(_R, _PR, "CTA_PROTO_SRC_PORT"), g(_R, _PR, "CTA_PROTO_DST_PORT")
+    if None in (osrc, odst, rsrc, rdst, sp, dp, rsp, rdp):
+        return None
+    exprs: list[str] = []
+    slots: dict = {}
+
+    def add(attr: int, *es: str) -> None:
+        slots[attr] = Slot(len(exprs), len(es), "fused", False)
+        exprs.extend(es)
+
+    add(1 if v6 else 0, f"v[{osrc}]", f"v[{odst}]")
+    add(2, str(proto))
+    add(3, f"v[{sp}]", f"v[{dp}]")
+    st = g("CTA_STATUS")
+    add(5, "0" if st is None else f"(v[{st}] or 0)")
+    if proto == 6:
+        pi = ("CTA_PROTOINFO", "CTA_PROTOINFO_TCP")
+        state = g(*pi, "CTA_PROTOINFO_TCP_STATE")
+        if state is not None:
+            add(4, f"v[{state}]")
+            for attr, leaf in ((25, "WSCALE_ORIGINAL"), (26, "WSCALE_REPLY")):
+                i = g(*pi, f"CTA_PROTOINFO_TCP_{leaf}")
+                add(attr, "0" if i is None else f"(v[{i}] or 0)")
+    mark = g("CTA_MARK")
+    if mark is not None:
+        add(7, f"v[{mark}]")
+    add(29 if v6 else 12, f"v[{rdst}]")
+    add(30 if v6 else 13, f"v[{rsrc}]")
+    add(14, f"v[{rdp}]")
+    add(15, f"v[{rsp}]")
+    syn = [g("CTA_SYNPROXY", f"CTA_SYNPROXY_{x}") for x in ("ITS", "ISN", "TSOFF")]
+    if None not in syn:
+        add(31, *(f"v[{i}]" for i in syn))
+    zone = g("CTA_ZONE")
+    if zone is not None:
+        add(32, f"v[{zone}]")
+    req = _compile_commit(slots, proto, wt)
+    if req is None:
+        return None
+    ns = {"_req": req}
+    exec(f"def fused(v, t):\n    return _req(({', '.join(exprs)},), t)\n", ns)  # noqa: S102
+    return ns["fused"]
+
+
+def stored_commit_request(buf, off: int, ln: int, elapsed: int, configured: int = 0,
+                          window_tracking: bool = False) -> tuple[bytes, bool]:
+    """(attributes of the commit request, is it a related flow) for the ctnetlink form of
+    a received flow (a complete message at ``buf[off:off + ln]``, as a cache stores it),
+    ``elapsed`` seconds after its last update: the flow's sync message (every attribute
+    the C receiver would hold) turned into the request :func:`payload_commit_request`
+    builds. The timeout is ``configured`` (``CommitTimeout``) if set, else the stored
+    timeout minus ``elapsed``; where 1.4.7 would send no timeout (an estimate of exactly
+    0, refused by the kernel) or a negative one, it is 60 s."""
+    shape, v = _flow_decoder.values(buf, off, ln)
+    info = shape.cache.get("commit")
+    if info is None:
+        leaf = shape.leaves.get((_O, _PR, "CTA_PROTO_NUM"))
+        ti = shape.leaves.get(("CTA_TIMEOUT",))
+        related = any(path[0] == "CTA_TUPLE_MASTER" for path in shape.leaves)
+        # (proto index, timeout index, related, the sync encoder of each protocol)
+        info = shape.cache["commit"] = (None if leaf is None else leaf[0],
+                                        None if ti is None else ti[0], related, {})
+    pi, ti, related, encoders = info
+    proto = None if pi is None else v[pi]
+    if configured:
+        timeout = configured
+    else:
+        timeout = (0 if ti is None else v[ti]) - elapsed
+        if timeout <= 0:
+            timeout = KR.FALLBACK_TIMEOUT
+    fused = encoders.get(("fused", proto, window_tracking), _NONE)
+    if fused is _NONE:
+        fused = encoders[("fused", proto, window_tracking)] = \
+            _fused_commit(shape, proto, window_tracking) if proto is not None else None
+    if fused is not None:
+        attrs = fused(v, timeout)
+        if attrs is not None:
+            return attrs, related
+    fn = encoders.get(proto, _NONE)
+    if fn is _NONE:
+        fn = encoders[proto] = _compile(shape, proto, True, True) if proto is not None else None
+    out = fn(v, 0x10, 0, 0) if fn is not None else None
+    if out is None:
+        out = flow_message(0, shape.build(v, buf[off + 16]), 0, commit_timeout=True,
+                           window_tracking=True)
+    # payload_commit_request(out[8:], ...) without the copy and the call
+    pshape, values = CT_DECODER.values(out, 8, len(out))
+    slot = pshape.slots.get(2)
+    p = values[slot.index] if slot is not None else None
+    key = ("commit", p, window_tracking)
+    req = pshape.cache.get(key, _NONE)
+    if req is _NONE:
+        req = pshape.cache[key] = _compile_commit(pshape.slots, p, window_tracking) \
+            if p is not None else None
+    if req is not None:
+        attrs = req(values, timeout)
+        if attrs is not None:
+            return attrs, related
+    return commit_request(pshape.build(values), timeout=timeout,
+                          window_tracking=window_tracking), related
+
+
 _NLMSG = struct.Struct("=IHHIIBBH")
 
-__all__ = ["sync_message", "commit_request", "payload_commit_request", "payload_flow_attrs",
+__all__ = ["sync_message", "commit_request", "stored_commit_request", "payload_commit_request", "payload_flow_attrs",
            "payload_flow_message", "flowenc"]
