@@ -9,10 +9,8 @@ VRRP process, keepalived and conntrackd, then its links go down). The negative c
 runs the same scenario without conntrackd on the backup: every connection must die, so
 the positive test proves the replication, not a lenient kernel.
 
-Parametrized by (primary, backup) implementation: the C pair, and our primary
-replicating to a C backup. Our backup needs our commit (``-c``), which is being written
-on another branch: the pairs with our backup are in :func:`helpers.hatopo.ours_pairs`,
-to be added to ``PAIRS`` when it lands.
+Parametrized by (primary, backup) implementation: the C pair, ours, and both mixed
+pairs (:func:`helpers.hatopo.ours_pairs`).
 """
 from __future__ import annotations
 
@@ -20,9 +18,9 @@ import subprocess
 
 import pytest
 
-from helpers.hatopo import HATopo
+from helpers.hatopo import HATopo, ours_pairs
 
-PAIRS = [("c", "c"), ("ours", "c")]
+PAIRS = [("c", "c"), *ours_pairs()]
 CONNECTIONS = 20
 
 
@@ -40,10 +38,11 @@ def test_failover_keeps_every_connection(primary: str, backup: str) -> None:
         assert topo.client.probe(5.0) == [True] * CONNECTIONS, info
 
 
-def test_failover_without_backup_daemon_loses_every_connection() -> None:
+@pytest.mark.parametrize("primary", ["c", "ours"])
+def test_failover_without_backup_daemon_loses_every_connection(primary: str) -> None:
     """Negative control: no conntrackd on the backup, so nothing is committed there and
     the kernel drops the connections' packets as invalid."""
-    with HATopo("c", None) as topo:
+    with HATopo(primary, None) as topo:
         assert topo.open_connections(CONNECTIONS) == CONNECTIONS
         result = topo.failover(timeout=5.0)
         info = f"{result}\n{topo.diagnostics()}"

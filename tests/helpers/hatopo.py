@@ -373,8 +373,8 @@ class EchoClient:
 
 
 def ours_pairs() -> list[tuple[str, str]]:
-    """(primary, backup) pairs with our conntrackd: for the failover test and benchmark
-    once replication and commit have landed (the C pair is ``("c", "c")``)."""
+    """(primary, backup) pairs with our conntrackd, ours and mixed (the C pair is
+    ``("c", "c")``)."""
     return [("ours", "ours"), ("c", "ours"), ("ours", "c")]
 
 
