@@ -19,7 +19,7 @@ A pair whose daemon cannot run the scenario yet (ours before replication and com
 wired) is reported as ``n/a`` with the reason.
 
     python benchmarks/bench_conntrackd_ha.py [--connections 100] [--rounds 3]
-        [--pairs c:c,ours:ours,c:ours,ours:c]
+        [--pairs c:c,ours:ours,c:ours,ours:c]   (the default: every pairing)
 """
 from __future__ import annotations
 
@@ -52,25 +52,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--pairs", default="c:c,ours:ours")
+    ap.add_argument("--pairs", default="c:c,ours:ours,c:ours,ours:c")
     args = ap.parse_args()
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
-    rows = []
-    for primary, backup in pairs:
-        res = {"vip": [], "idle": [], "busy": [], "kept": [], "script": [], "error": None}
-        try:
-            for _ in range(args.rounds):
+    # rounds outermost, so every pair sees the same mix of machine load
+    res = {pair: {"vip": [], "idle": [], "busy": [], "kept": [], "script": [], "error": None}
+           for pair in pairs}
+    for _ in range(args.rounds):
+        for pair in pairs:
+            r = res[pair]
+            if r["error"]:
+                continue
+            try:
                 for busy in (False, True):
-                    f = one_round(primary, backup, args.connections, busy)
-                    res["vip"].append(f.vip_after)
-                    res["kept"].append(f.kept)
+                    f = one_round(*pair, args.connections, busy)
+                    r["vip"].append(f.vip_after)
+                    r["kept"].append(f.kept)
                     if f.script is not None:
-                        res["script"].append(f.script)
+                        r["script"].append(f.script)
                     if f.all_back_after is not None:
-                        res["busy" if busy else "idle"].append(f.all_back_after)
-        except Exception as e:  # noqa: BLE001 - reported in the table
-            res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        rows.append((f"{primary} -> {backup}", res))
+                        r["busy" if busy else "idle"].append(f.all_back_after)
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    rows = [(f"{p} -> {b}", res[(p, b)]) for p, b in pairs]
 
     n = args.connections
     print(f"failover of {n} TCP connections, {args.rounds} rounds per mode; "
