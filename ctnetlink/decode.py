@@ -269,7 +269,9 @@ def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
     imask = int.from_bytes(mask, "little")
     expected = int.from_bytes(buf[body:end], "little") & imask
     build = _make_builder(leaves, raws, expect)
-    return Shape(st, imask, expected, build, leaves, tree)
+    sh = Shape(st, imask, expected, build, leaves, tree)
+    sh.cache["raws"] = raws
+    return sh
 
 
 def _value_expr(kind: str, idx: int, n: int) -> str:
@@ -286,9 +288,11 @@ def _value_expr(kind: str, idx: int, n: int) -> str:
     return f"v[{idx}]"
 
 
-def _make_builder(leaves: dict, raws: list, expect: bool):
+def _make_builder(leaves: dict, raws: list, expect: bool, event: type | None = None):
     """The source of ``build(v, family)`` for one shape, compiled: records are built as
-    tuples (``tuple.__new__``), the root object by assigning every slot."""
+    tuples (``tuple.__new__``), the root object by assigning every slot. With ``event``
+    (the :class:`~ctnetlink.model.Event` class), ``build_event(v, family, type, portid)``
+    instead: the flow built inside its event (one call per event on the hot path)."""
     root_cls = Expect if expect else Flow
     top: dict[str, str] = {}
     records: dict[str, tuple[type, dict[str, str]]] = {}
@@ -327,11 +331,36 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     lines.append("    o = _new(_root)")
     for public, storage in zip(root_cls._fields, root_cls.__slots__):
         lines.append(f"    o.{storage} = {top.get(public, 'None')}")
-    lines.append("    return o")
+    name = "build"
+    if event is not None:
+        name = "build_event"
+        ns["_Event"] = event
+        given = {"type": "type", "flow": "None", "expect": "None", "portid": "portid",
+                 "expect" if expect else "flow": "o"}
+        lines[0] = "def build_event(v, family, type, portid):"
+        lines.append("    e = _new(_Event)")
+        lines += [f"    e.{s} = {given.get(s, 'None')}" for s in event.__slots__]
+        lines.append("    return e")
+    else:
+        lines.append("    return o")
     src = "\n".join(lines) + "\n"
     exec(compile(src, f"<{root_cls.__name__} builder>", "exec"), ns)  # noqa: S102 - from the schema
-    ns["build"].source = src
-    return ns["build"]
+    ns[name].source = src
+    return ns[name]
+
+
+def event_builder(shape: Shape, event: type):
+    """``build_event(v, family, type, portid)`` of ``shape``: :attr:`Shape.build` and the
+    ``event`` object around it in one generated function (cached on the shape)."""
+    fn = shape.cache.get("event-build")
+    if fn is None:
+        fn = shape.cache["event-build"] = _make_builder(shape.leaves, shape.cache.get("raws", []),
+                                                        _is_expect(shape), event)
+    return fn
+
+
+def _is_expect(shape: Shape) -> bool:
+    return shape.build.__globals__["_root"] is Expect
 
 
 C_TYPE = {info[0]: t for t, info in C.ATTRS["ctattr_type"].items()}

@@ -22,10 +22,11 @@ from nfnl.errors import NetlinkDecodeError
 from nfnl.message import NFGENMSG, NLMSGHDR
 
 from . import constants as K
-from .decode import Decoder, Shape
+from .decode import Decoder, Shape, event_builder
 from .model import Event, EventType
 
 _HDR = NLMSGHDR
+_from_bytes = int.from_bytes
 _CREATE = 0x400  # NLM_F_CREATE: a NEW message announcing a new entry (else an UPDATE)
 
 _KINDS: dict[int, tuple[EventType, bool]] = {}
@@ -258,6 +259,62 @@ class EventReader:
             if self.lost:
                 ev.lost = self._take_lost()
             out.append(ev)
+        return out
+
+    def feed_many(self, datagrams: Iterable[bytes]) -> list[Event]:
+        """The events of several datagrams, decoded (:meth:`feed` of each, in one loop:
+        the usual datagram, one flow message of a known layout, is decoded inline)."""
+        if not self._plain:
+            out: list[Event] = []
+            for data in datagrams:
+                out += self.feed(data)
+            return out
+        out = []
+        append = out.append
+        unpack = _HDR.unpack_from
+        kinds = _KINDS
+        shapes = FLOWS.shapes
+        fb = _from_bytes
+        for data in datagrams:
+            n = len(data)
+            if n >= 20 and not self.lost:
+                ln, mtype, flags, _seq, pid = unpack(data)
+                if 20 <= ln <= n <= (ln + 3) & ~3:
+                    kind = kinds.get(mtype | (flags & _CREATE) << 6)
+                    if kind is None:
+                        continue
+                    cands = shapes.get(ln)
+                    if cands is not None and not kind[1]:
+                        sh = cands[0]
+                        if fb(data[20:ln], "little") & sh.mask == sh.expected:
+                            bev = sh.cache.get("event-build") or event_builder(sh, Event)
+                            append(bev(sh.struct.unpack_from(data, 20), data[16], kind[0], pid))
+                            continue
+            out += self.feed(data)
+        return out
+
+    def feed_raw_many(self, datagrams: Iterable[bytes]) -> list[RawEvent]:
+        """:meth:`feed_raw` of several datagrams, in one loop."""
+        if not self._plain:
+            out: list[RawEvent] = []
+            for data in datagrams:
+                out += self.feed_raw(data)
+            return out
+        out = []
+        append = out.append
+        unpack = _HDR.unpack_from
+        kinds = _KINDS
+        for data in datagrams:
+            n = len(data)
+            if n >= 20 and not self.lost:
+                ln, mtype, flags, _seq, pid = unpack(data)
+                if 20 <= ln <= n <= (ln + 3) & ~3:
+                    kind = kinds.get(mtype | (flags & _CREATE) << 6)
+                    if kind is not None:
+                        append(_tnew(RawEvent, (kind[0], data, 0, ln, data[16], pid, kind[1],
+                                                None, False)))
+                    continue
+            out += self.feed_raw(data)
         return out
 
     def feed_raw(self, data: bytes) -> list[RawEvent]:

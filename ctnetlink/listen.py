@@ -189,7 +189,7 @@ class Listener:
             exc, self._pending = self._pending, None
             raise exc
         out: list = []
-        feed = self.reader.feed_raw if raw else self.reader.feed
+        feed = self.reader.feed_raw_many if raw else self.reader.feed_many
         sock = self.sock
         try:
             # (without blocking, a loss is always counted before returning: nothing would
@@ -202,8 +202,8 @@ class Listener:
                 wait = block and not out and not self._gap
                 count = 64 if self._gap else max(1, min(64, limit - len(out)))
                 batch = sock.recv_many(count, nowait=not wait)
-                for data in batch:
-                    out += feed(data)
+                if batch:
+                    out += feed(batch)
                 if sock.overruns != before:
                     self._gap = True
                     self.overruns += sock.overruns - before
