@@ -26,7 +26,6 @@ from .decode import Decoder, Shape, event_builder
 from .model import Event, EventType
 
 _HDR = NLMSGHDR
-_from_bytes = int.from_bytes
 _CREATE = 0x400  # NLM_F_CREATE: a NEW message announcing a new entry (else an UPDATE)
 
 _KINDS: dict[int, tuple[EventType, bool]] = {}
@@ -189,6 +188,7 @@ class EventReader:
         """Messages lost, waiting to be reported on the next event."""
         self._seen: set[bytes] | None = None
         self._flow = FLOWS.decoder()
+        self._fused: dict[int, Callable] = {}  # message length -> decode.event_builder
         self._plain = self.family is None and self.types is None and not track
 
     # --- losses ----------------------------------------------------------------------
@@ -273,8 +273,7 @@ class EventReader:
         append = out.append
         unpack = _HDR.unpack_from
         kinds = _KINDS
-        shapes = FLOWS.shapes
-        fb = _from_bytes
+        fused = self._fused
         for data in datagrams:
             n = len(data)
             if n >= 20 and not self.lost:
@@ -283,15 +282,28 @@ class EventReader:
                     kind = kinds.get(mtype | (flags & _CREATE) << 6)
                     if kind is None:
                         continue
-                    cands = shapes.get(ln)
-                    if cands is not None and not kind[1]:
-                        sh = cands[0]
-                        if fb(data[20:ln], "little") & sh.mask == sh.expected:
-                            bev = sh.cache.get("event-build") or event_builder(sh, Event)
-                            append(bev(sh.struct.unpack_from(data, 20), data[16], kind[0], pid))
-                            continue
+                    if not kind[1]:
+                        build = fused.get(ln)
+                        if build is None:
+                            build = self._fuse(ln)
+                        if build is not None:
+                            ev = build(data, kind[0], pid)
+                            if ev is not None:
+                                append(ev)
+                                continue
             out += self.feed(data)
         return out
+
+    def _fuse(self, ln: int):
+        """The fused builder (``decode.event_builder``) for flow messages of length
+        ``ln``: of the first layout known for it, None while none is."""
+        cands = FLOWS.shapes.get(ln)
+        if not cands:
+            return None
+        if len(self._fused) > 1024:
+            self._fused.clear()
+        build = self._fused[ln] = event_builder(cands[0], Event)
+        return build
 
     def feed_raw_many(self, datagrams: Iterable[bytes]) -> list[RawEvent]:
         """:meth:`feed_raw` of several datagrams, in one loop."""
