@@ -40,7 +40,16 @@ class _IpCache(dict):
     def __missing__(self, b: bytes):
         if len(self) > 200_000:
             self.clear()
-        a = self[b] = _make_ip(b)
+        if _make_ip is _ip_fast:  # _ip_fast inline (a new address in every new flow)
+            if len(b) == 4:
+                a = _new(_V4)
+            else:
+                a = _new(_V6)
+                a._scope_id = None
+            a._ip = _from_bytes(b, "big")
+        else:
+            a = _make_ip(b)
+        self[b] = a
         return a
 
 
