@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,24 +77,36 @@ def fill(ns: str, n: int, proto: str = "udp", start: int = 0) -> None:
 
 
 def timed(ns: str, argv: Sequence[str], stdout=subprocess.DEVNULL) -> float:
+    return timed_cpu(ns, argv, stdout)[0]
+
+
+def timed_cpu(ns: str, argv: Sequence[str], stdout=subprocess.DEVNULL) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the command and its children)."""
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = in_ns(ns, argv, stdout=stdout, stderr=subprocess.DEVNULL)
     dt = time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode not in (0, 1):
         raise RuntimeError(f"{argv} exited {r.returncode}")
-    return dt
+    return dt, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
 def compare(ns: str, cases: dict[str, tuple[Sequence[str], Sequence[str]]], rounds: int = 7) -> dict:
-    """Run reference and ours alternately; print and return medians and ratios."""
+    """Run reference and ours alternately; print and return medians and ratios (of the
+    wall-clock times, and of the CPU times, which the machine's other load inflates
+    less; ``ip netns exec`` is counted on both sides)."""
     results = {}
     for label, (ref, ours) in cases.items():
-        rt, ot = [], []
+        rt, ot, rc, oc = [], [], [], []
         for _ in range(rounds):
-            rt.append(timed(ns, ref))
-            ot.append(timed(ns, ours))
+            for argv, wall, cpu in ((ref, rt, rc), (ours, ot, oc)):
+                w, c = timed_cpu(ns, argv)
+                wall.append(w)
+                cpu.append(c)
         r, o = statistics.median(rt), statistics.median(ot)
+        r_c, o_c = statistics.median(rc), statistics.median(oc)
         results[label] = (r, o, o / r)
-        print(f"{label:<40} reference {r * 1000:8.1f} ms   ours {o * 1000:8.1f} ms   ratio {o / r:5.2f}x",
-              flush=True)
+        print(f"{label:<40} reference {r * 1000:8.1f} ms   ours {o * 1000:8.1f} ms   ratio {o / r:5.2f}x"
+              f"   CPU {r_c * 1000:6.0f} / {o_c * 1000:6.0f} ms   ratio {o_c / r_c:5.2f}x", flush=True)
     return results

@@ -81,11 +81,11 @@ def _asleep(pid: int) -> bool:
 class Listener:
     """A ``conntrack -E`` writing to a temporary file inside the namespace."""
 
-    def __init__(self, ns: str, argv: list[str]) -> None:
+    def __init__(self, ns: str, argv: list[str], startup: float = 20) -> None:
         self.file = tempfile.NamedTemporaryFile(prefix="bench-events-", delete=False)
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv, "-E"], stdout=self.file,
                                      stderr=subprocess.PIPE, cwd=ROOT)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + startup
         while True:
             self.inode = _event_socket(self.proc.pid)
             if self.inode is not None and _asleep(self.proc.pid):

@@ -31,7 +31,29 @@ _HDR_BE = struct.Struct(">I")
 MAX_DEPTH = 8
 MAX_SHAPES = 4096
 
-_ip_cache: dict[bytes, Any] = {}
+class _IpCache(dict):
+    """bytes -> address object, computed when missing (``cache[b]``: one subscript on the
+    hot path); forgets everything past 200,000 entries."""
+
+    __slots__ = ()
+
+    def __missing__(self, b: bytes):
+        if len(self) > 200_000:
+            self.clear()
+        if _make_ip is _ip_fast:  # _ip_fast inline (a new address in every new flow)
+            if len(b) == 4:
+                a = _new(_V4)
+            else:
+                a = _new(_V6)
+                a._scope_id = None
+            a._ip = _from_bytes(b, "big")
+        else:
+            a = _make_ip(b)
+        self[b] = a
+        return a
+
+
+_ip_cache: dict[bytes, Any] = _IpCache()
 _new = object.__new__
 _V4 = ipaddress.IPv4Address
 _V6 = ipaddress.IPv6Address
@@ -269,12 +291,14 @@ def compile_shape(buf, body: int, end: int, expect: bool) -> Shape:
     imask = int.from_bytes(mask, "little")
     expected = int.from_bytes(buf[body:end], "little") & imask
     build = _make_builder(leaves, raws, expect)
-    return Shape(st, imask, expected, build, leaves, tree)
+    sh = Shape(st, imask, expected, build, leaves, tree)
+    sh.cache["raws"] = raws
+    return sh
 
 
 def _value_expr(kind: str, idx: int, n: int) -> str:
     if kind in ("ipv4", "ipv6"):
-        return f"(_ipc(v[{idx}]) or _ip(v[{idx}]))"
+        return f"_ipm[v[{idx}]]"
     if kind == "string":
         return f"_str(v[{idx}])"
     if kind == "hostint":
@@ -286,9 +310,14 @@ def _value_expr(kind: str, idx: int, n: int) -> str:
     return f"v[{idx}]"
 
 
-def _make_builder(leaves: dict, raws: list, expect: bool):
+def _make_builder(leaves: dict, raws: list, expect: bool, event: type | None = None,
+                  shape: Shape | None = None):
     """The source of ``build(v, family)`` for one shape, compiled: records are built as
-    tuples (``tuple.__new__``), the root object by assigning every slot."""
+    tuples (``tuple.__new__``), the root object by assigning every slot. With ``event``
+    (the :class:`~ctnetlink.model.Event` class) and the ``shape``,
+    ``build_event(data, type, portid)`` instead: for a datagram holding one message, the
+    shape's check, unpacking and the flow built inside its event in one function (None
+    when the message has another layout)."""
     root_cls = Expect if expect else Flow
     top: dict[str, str] = {}
     records: dict[str, tuple[type, dict[str, str]]] = {}
@@ -313,7 +342,7 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     for atype, idx in raws:
         unknown.append(f"({atype}, v[{idx}])")
     unknown = [u for u in unknown if u]
-    ns: dict[str, Any] = {"_ip": _ip, "_ipc": _ip_cache.get, "_str": _str, "_labels": _labels,
+    ns: dict[str, Any] = {"_ipm": _ip_cache, "_str": _str, "_labels": _labels,
                           "_host_int": _host_int, "_tn": tuple.__new__, "_new": object.__new__,
                           "_root": root_cls}
     lines = ["def build(v, family):"]
@@ -327,11 +356,43 @@ def _make_builder(leaves: dict, raws: list, expect: bool):
     lines.append("    o = _new(_root)")
     for public, storage in zip(root_cls._fields, root_cls.__slots__):
         lines.append(f"    o.{storage} = {top.get(public, 'None')}")
-    lines.append("    return o")
+    name = "build"
+    if event is not None and shape is not None:
+        name = "build_event"
+        ns.update(_Event=event, _fb=_from_bytes, _unpack=shape.struct.unpack_from,
+                  MASK=shape.mask, EXPECTED=shape.expected)
+        given = {"type": "type", "flow": "None", "expect": "None", "portid": "portid",
+                 "expect" if expect else "flow": "o"}
+        lines[0:1] = ["def build_event(data, type, portid):",
+                      f"    if _fb(data[20:{shape.size + 20}], 'little') & MASK != EXPECTED:",
+                      "        return None",
+                      "    v = _unpack(data, 20)",
+                      "    family = data[16]"]
+        lines.append("    e = _new(_Event)")
+        lines += [f"    e.{s} = {given.get(s, 'None')}" for s in event.__slots__]
+        lines.append("    return e")
+    else:
+        lines.append("    return o")
     src = "\n".join(lines) + "\n"
     exec(compile(src, f"<{root_cls.__name__} builder>", "exec"), ns)  # noqa: S102 - from the schema
-    ns["build"].source = src
-    return ns["build"]
+    ns[name].source = src
+    return ns[name]
+
+
+def event_builder(shape: Shape, event: type):
+    """``build_event(data, type, portid)`` of ``shape``, for a datagram ``data`` holding
+    one message of the shape's length: the layout check, the unpacking, :attr:`Shape.build`
+    and the ``event`` object around it in one generated function, None when the message
+    has another layout (cached on the shape; its text is in ``.source``)."""
+    fn = shape.cache.get("event-build")
+    if fn is None:
+        fn = shape.cache["event-build"] = _make_builder(
+            shape.leaves, shape.cache.get("raws", []), _is_expect(shape), event, shape)
+    return fn
+
+
+def _is_expect(shape: Shape) -> bool:
+    return shape.build.__globals__["_root"] is Expect
 
 
 C_TYPE = {info[0]: t for t, info in C.ATTRS["ctattr_type"].items()}

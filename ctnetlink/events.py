@@ -22,7 +22,7 @@ from nfnl.errors import NetlinkDecodeError
 from nfnl.message import NFGENMSG, NLMSGHDR
 
 from . import constants as K
-from .decode import Decoder, Shape
+from .decode import Decoder, Shape, event_builder
 from .model import Event, EventType
 
 _HDR = NLMSGHDR
@@ -188,6 +188,7 @@ class EventReader:
         """Messages lost, waiting to be reported on the next event."""
         self._seen: set[bytes] | None = None
         self._flow = FLOWS.decoder()
+        self._fused: dict[int, Callable] = {}  # message length -> decode.event_builder
         self._plain = self.family is None and self.types is None and not track
 
     # --- losses ----------------------------------------------------------------------
@@ -258,6 +259,74 @@ class EventReader:
             if self.lost:
                 ev.lost = self._take_lost()
             out.append(ev)
+        return out
+
+    def feed_many(self, datagrams: Iterable[bytes]) -> list[Event]:
+        """The events of several datagrams, decoded (:meth:`feed` of each, in one loop:
+        the usual datagram, one flow message of a known layout, is decoded inline)."""
+        if not self._plain:
+            out: list[Event] = []
+            for data in datagrams:
+                out += self.feed(data)
+            return out
+        out = []
+        append = out.append
+        unpack = _HDR.unpack_from
+        kinds = _KINDS
+        fused = self._fused
+        for data in datagrams:
+            n = len(data)
+            if n >= 20 and not self.lost:
+                ln, mtype, flags, _seq, pid = unpack(data)
+                if 20 <= ln <= n <= (ln + 3) & ~3:
+                    kind = kinds.get(mtype | (flags & _CREATE) << 6)
+                    if kind is None:
+                        continue
+                    if not kind[1]:
+                        build = fused.get(ln)
+                        if build is None:
+                            build = self._fuse(ln)
+                        if build is not None:
+                            ev = build(data, kind[0], pid)
+                            if ev is not None:
+                                append(ev)
+                                continue
+            out += self.feed(data)
+        return out
+
+    def _fuse(self, ln: int):
+        """The fused builder (``decode.event_builder``) for flow messages of length
+        ``ln``: of the first layout known for it, None while none is."""
+        cands = FLOWS.shapes.get(ln)
+        if not cands:
+            return None
+        if len(self._fused) > 1024:
+            self._fused.clear()
+        build = self._fused[ln] = event_builder(cands[0], Event)
+        return build
+
+    def feed_raw_many(self, datagrams: Iterable[bytes]) -> list[RawEvent]:
+        """:meth:`feed_raw` of several datagrams, in one loop."""
+        if not self._plain:
+            out: list[RawEvent] = []
+            for data in datagrams:
+                out += self.feed_raw(data)
+            return out
+        out = []
+        append = out.append
+        unpack = _HDR.unpack_from
+        kinds = _KINDS
+        for data in datagrams:
+            n = len(data)
+            if n >= 20 and not self.lost:
+                ln, mtype, flags, _seq, pid = unpack(data)
+                if 20 <= ln <= n <= (ln + 3) & ~3:
+                    kind = kinds.get(mtype | (flags & _CREATE) << 6)
+                    if kind is not None:
+                        append(_tnew(RawEvent, (kind[0], data, 0, ln, data[16], pid, kind[1],
+                                                None, False)))
+                    continue
+            out += self.feed_raw(data)
         return out
 
     def feed_raw(self, data: bytes) -> list[RawEvent]:

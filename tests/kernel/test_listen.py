@@ -264,3 +264,31 @@ def test_recv_many_takes_what_is_queued(ns, ct, mmsg: bool) -> None:
     got = [ev.flow.orig for data in first + rest for ev in EventReader().feed(data)]
     assert got == [f.orig for f in flows]
     sock.close()
+
+
+def test_read_datagrams_hands_over_the_bytes_and_counts_losses(ns, ct) -> None:
+    """``read_datagrams`` (what ``conntrack -E`` formats from): the datagrams as the
+    reader would take them, and an overrun counted as for events."""
+    lost: list[int] = []
+    src = ct.listen(Group.NEW, rcvbuf=1 << 20, on_overrun=lost.append)
+    flows = [flow(i) for i in range(100)]
+    assert ct.create_many(flows) == [None] * 100
+    got = []
+    while len(got) < 100:
+        got += src.read_datagrams(block=True)
+    assert src.read_datagrams() == []
+    assert [ev.flow.orig for d in got for ev in src.reader.feed(d)] == [f.orig for f in flows]
+    src.close()
+    # a tiny buffer: the loss is counted when the queue has been read empty
+    src = ct.listen(Group.NEW, rcvbuf=4096, on_overrun=lost.append)
+    more = [flow(i, 73) for i in range(300)]
+    assert ct.create_many(more) == [None] * 300
+    n = 0
+    deadline = time.monotonic() + 10
+    while not lost:
+        assert time.monotonic() < deadline, "no overrun"
+        n += len(src.read_datagrams())
+    assert n + lost[0] == 300 and src.lost == lost[0] and src.overruns == 1
+    src.close()
+    with ct.listen(resync=True) as rs, pytest.raises(ValueError):
+        rs.read_datagrams()

@@ -68,6 +68,30 @@ def test_raw_events_decode_to_the_same_events(name: str) -> None:
         assert (r.key is None) == r.expect
 
 
+@pytest.mark.parametrize("name", PLAIN)
+def test_batches_give_what_datagrams_give(name: str) -> None:
+    """feed_many/feed_raw_many (the listener's batch path, with its inline decoding) equal
+    feed/feed_raw of each datagram, with malformed ones, losses and selection mixed in."""
+    meta, received = recording(name)
+    bad = [received[0][:17], received[0][:40], b"\0" * 3]
+    mixed = [d for data in received for d in (data, *bad)] * 2
+    for make in (lambda: reader_for(meta), lambda: EventReader(types=[EventType.NEW])):
+        one, many = make(), make()
+        want = []
+        for i, data in enumerate(mixed):
+            if i == 5:
+                one.overrun(4)
+            want += one.feed(data)
+        many.overrun(0)
+        got = many.feed_many(mixed[:5])
+        many.overrun(4)
+        got += many.feed_many(mixed[5:])
+        assert got == want and many.malformed == one.malformed > 0
+        one, many = make(), make()
+        assert many.feed_raw_many(mixed) == [r for d in mixed for r in one.feed_raw(d)]
+        assert many.malformed == one.malformed
+
+
 def test_keys_follow_one_flow_through_new_update_destroy() -> None:
     _, received = recording("events-create-update-delete")
     raws = [r for data in received for r in EventReader().feed_raw(data)]
