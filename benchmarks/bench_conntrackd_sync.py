@@ -17,6 +17,7 @@ two private namespaces, :mod:`tests.helpers.syncpair`) runs:
 
     python benchmarks/bench_conntrackd_sync.py [--flows 100000] [--burst 50000] [--wait 120]
         [--transport udp4|udp6|multicast4|tcp4|tcp6] [--only resync|burst|loss]
+        [--netns-prefix NAME]
 """
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ def fmt(t: float | None) -> str:
 
 
 TRANSPORT = "udp4"
+PREFIX = "repl"
 
 
 def bench_resync(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
+    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
         p.b.request(H.CT_FLUSH_EXT_CACHE)
@@ -78,7 +80,7 @@ def bench_resync(kind: str, n: int, wait: float) -> None:
 
 
 def bench_burst(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
+    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
         t0 = time.monotonic()
         fill(p, n, base=200000)
         t_fill = time.monotonic() - t0
@@ -97,7 +99,7 @@ def bench_burst(kind: str, n: int, wait: float) -> None:
 
 
 def bench_loss(kind: str, n: int, wait: float) -> None:
-    p = SyncPair(kind, kind, kind=TRANSPORT)
+    p = SyncPair(kind, kind, kind=TRANSPORT, prefix=PREFIX)
     p.links.create()
     try:
         for side in "ab":
@@ -124,9 +126,12 @@ def main() -> None:
     ap.add_argument("--only", choices=("resync", "burst", "loss"))
     ap.add_argument("--transport", default="udp4",
                     choices=("udp4", "udp6", "multicast4", "tcp4", "tcp6"))
+    ap.add_argument("--netns-prefix", default="repl",
+                    help="prefix of the namespaces' names (one per helper on a shared host)")
     a = ap.parse_args()
-    global TRANSPORT
+    global TRANSPORT, PREFIX
     TRANSPORT = a.transport
+    PREFIX = a.netns_prefix
     for kind in ("c", "ours"):
         if a.only in (None, "resync"):
             bench_resync(kind, a.flows, a.wait)
