@@ -59,11 +59,17 @@ class StaleTracker:
         """A NEW/UPD for ``key`` was applied at ``now`` (``timeout``: its TIMEOUT, None
         when it carried none: then only ``grace`` counts)."""
         due = now + (timeout or 0) + self.grace
-        self.last[key] = (now, due)
-        heapq.heappush(self._heap, (due, id(key), key))
-        if len(self._heap) > 2 * len(self.last) + 1024:
-            self._heap = [(d, id(k), k) for k, (_, d) in self.last.items()]
-            heapq.heapify(self._heap)
+        last = self.last
+        old = last.get(key)
+        last[key] = (now, due)
+        # the heap holds, for every key, an entry no later than its due time (one that
+        # is earlier is pushed again with the due time when it comes up): a refresh
+        # that moves the due time later, the common case, pushes nothing
+        if old is None or due < old[1]:
+            heapq.heappush(self._heap, (due, id(key), key))
+            if len(self._heap) > 2 * len(last) + 1024:
+                self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
+                heapq.heapify(self._heap)
 
     def removed(self, key) -> None:
         self.last.pop(key, None)
@@ -86,7 +92,10 @@ class StaleTracker:
             cur = self.last.get(key)
             if cur is not None and cur[1] == due:
                 return due
-            heapq.heappop(heap)
+            if cur is not None and cur[1] > due:  # refreshed since: its later due time
+                heapq.heapreplace(heap, (cur[1], id(key), key))
+            else:
+                heapq.heappop(heap)
         return None
 
     def want_resync(self, now: float) -> bool:
