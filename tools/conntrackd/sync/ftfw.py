@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 SAY, DONE = "say", "done"
 HELLO, HELLO_BACK = K.NET_F_HELLO, K.NET_F_HELLO_BACK
 HOLE_TIMEOUT = 3.0
+_NOT_DATA = ~(HELLO | HELLO_BACK)
 
 
 class FtfwMachine(Machine):
@@ -161,7 +162,7 @@ class FtfwMachine(Machine):
         return verdict
 
     def _digest(self, msg, now: float, out: list[Action]) -> str:
-        if msg.is_data:
+        if msg.type <= K.NET_T_STATE_MAX and not msg.flags & _NOT_DATA:  # IS_DATA
             return DATA
         if msg.type != K.NET_T_CTL:
             return BAD
