@@ -17,6 +17,7 @@ Statistics use the C daemon's counters (``-s network``, ``-s queue``), see
 from __future__ import annotations
 
 import struct
+from itertools import islice
 
 from ..wire import constants as K
 from ..wire.codec import CT_DECODER, EXP_DECODER, walk
@@ -448,12 +449,21 @@ class Machine:
         """Whether :meth:`flush` has something to send."""
         return bool(self.txq)
 
-    def flush(self, now: float) -> list[bytes]:
-        """Run the transmit queue: the datagrams to send now (possibly none)."""
-        if not self.txq:
+    def flush(self, now: float, limit: int | None = None) -> list[bytes]:
+        """Run the transmit queue: the datagrams to send now (possibly none). With
+        ``limit``, only the first ``limit`` entries are sent (the rest stays queued in
+        order: :meth:`pending`), so that a big run (a bulk) leaves in parts the peer
+        processes while the next part is rendered."""
+        txq = self.txq
+        if not txq:
             return []
-        entries = list(self.txq)
-        self.txq.clear()
+        if limit is None or len(txq) <= limit:
+            entries = list(txq)
+            txq.clear()
+        else:
+            entries = list(islice(txq, limit))
+            for entry in entries:
+                del txq[entry]
         packer = Packer(self.buffer_size)
         for entry in entries:
             msg = self._transmit(entry, now)

@@ -275,19 +275,19 @@ class FtfwMachine(Machine):
             return bool(self.txq) or self.hello_alive is not None
         return self.hello_alive is not None
 
-    def flush(self, now: float) -> list[bytes]:
+    def flush(self, now: float, limit: int | None = None) -> list[bytes]:
         alive = self.hello_alive
         if alive is not None:  # the ALIVE|HELLO of the handshake leaves first
             self.hello_alive = None
             msg = self._transmit(alive, now)
             out = [msg]
             if self.hello == DONE:
-                out += super().flush(now)
+                out += super().flush(now, limit)
             self._after_run(now)
             return out
         if self.hello != DONE:  # everything else waits for the HELLO_BACK, in order
             return []
-        return super().flush(now)
+        return super().flush(now, limit)
 
     def _transmit(self, entry, now: float) -> bytes | None:
         extra = HELLO_BACK if self.peer_hello else 0
