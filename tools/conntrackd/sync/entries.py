@@ -132,7 +132,7 @@ def _compile_entry_variant(slots: dict, proto: int, drop: tuple, bits: int, ns: 
     kargs = [str(t.tid)] + [e for lf in oleaves for e in lf.exprs]
     env = {"_PK": struct.Struct(kfmt).pack, "_pack": struct.pack}
     env.update(ns)
-    L = [f"def ent({_VARIANT_ARGS}):"]
+    L = ["def ent(v, t=None, h=None, lb=None, ri=None, rd=0, rs=0):"]
     if zone and len(zone[0].exprs) == 1 and zone[0].code == "H":
         env["_PKZ"] = struct.Struct(kfmt + "H").pack
         L.append(f"    z = {zone[0].exprs[0]}")
@@ -181,9 +181,10 @@ def _general_parts(slots: dict, proto: int, drop: tuple, bits: int, ns: dict,
     return p.key, flags, E.join(p.attrs)
 
 
-def _compile_entry(slots: dict, proto: int, drop: tuple) -> Callable | None:
+def _compile_entry(slots: dict, proto: int, drop: tuple, store: Callable) -> Callable | None:
     """``ent(values, None) -> (key, flags, attributes, layout) | None`` of a payload
-    layout and protocol (the dispatch of ``ctsync.payload_flow_attrs``, other variants)."""
+    layout and protocol (the dispatch of ``ctsync.payload_flow_attrs``, other variants);
+    where the values decide no variant, the variant itself once compiled (``store``)."""
     if any(a in slots for a in (8, 9, 10, 11, 16)) or not (0 in slots or 1 in slots):
         return None  # master tuple, sequence adjustment, no addresses: the general path
     variants: dict[int, Callable] = {}
@@ -199,6 +200,16 @@ def _compile_entry(slots: dict, proto: int, drop: tuple) -> Callable | None:
                 variants.clear()
             variants[bits] = fn
             return fn(*args)
+        return first
+
+    if not ((proto in (1, 58) and 22 in slots) or 27 in slots or 28 in slots):
+        bits = ctsync.R_TIMEOUT if 6 in slots else 0  # what _event_dispatch computes
+
+        def first(v, t):
+            fn = _compile_entry_variant(slots, proto, drop, bits, ns,
+                                        (v, t, None, None, None, 0, 0)) or _no_entry
+            store(fn)
+            return fn(v, t)
         return first
 
     env = {"_V": variants.get, "_variant": make_variant}
@@ -222,10 +233,12 @@ def entry_parts(shape, values, drop: tuple = ()) -> tuple | None:
     if ps is None:
         return None
     proto = values[ps.index]
+    cache = shape.cache
     k = ("entry", proto, drop)
-    fn = shape.cache.get(k, _NONE)
+    fn = cache.get(k, _NONE)
     if fn is _NONE:
-        fn = shape.cache[k] = _compile_entry(shape.slots, proto, drop)
+        fn = cache[k] = _compile_entry(shape.slots, proto, drop,
+                                       lambda f: cache.__setitem__(k, f))
     if fn is None:
         return None
     return fn(values, None)
@@ -243,9 +256,11 @@ def _values_format(fmt: str) -> str:
 
 class _Layout:
     """A stored entry layout: the stored attributes' header check, the structs giving
-    the ctnetlink decoder's values of the entry's message, the decoder's shape."""
+    the ctnetlink decoder's values of the entry's message, the decoder's shape, the
+    index of the protocol number among the values, and the sync encoders by (protocol,
+    ``TCPWindowTracking``, ``CommitTimeout``)."""
 
-    __slots__ = ("mask", "expected", "key", "body", "shape", "proto")
+    __slots__ = ("mask", "expected", "key", "body", "shape", "proto", "encoders")
 
     def __init__(self, mask: int, expected: int, key, body, shape, proto: int | None) -> None:
         self.mask = mask
@@ -254,6 +269,19 @@ class _Layout:
         self.body = body
         self.shape = shape
         self.proto = proto
+        self.encoders: dict = {}
+
+    def encoder(self, proto: int, wt: bool, ct: bool) -> Callable | None:
+        """The shape's sync encoder (:func:`~..wire.ctsync.sync_message`'s, shared)."""
+        sh = self.shape
+        ck = ("sync", proto, wt, ct)
+        fn = sh.cache.get(ck, _NONE)
+        if fn is _NONE:
+            fn = sh.cache[ck] = ctsync._compile(sh, proto, wt, ct)
+        if len(self.encoders) >= MAX_FORMATS:
+            self.encoders.clear()
+        self.encoders[(proto, wt, ct)] = fn
+        return fn
 
 
 _LAYOUTS: dict[tuple[int, int], list[_Layout]] = {}
@@ -308,11 +336,9 @@ def render(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
     if lay is not None and lay.shape is not None:
         v = lay.key(key, 1) + lay.body(value, META_SIZE)
         proto = v[lay.proto]
-        sh = lay.shape
-        ck = ("sync", proto, window_tracking, commit_timeout)
-        fn = sh.cache.get(ck, _NONE)
+        fn = lay.encoders.get((proto, window_tracking, commit_timeout), _NONE)
         if fn is _NONE:
-            fn = sh.cache[ck] = ctsync._compile(sh, proto, window_tracking, commit_timeout)
+            fn = lay.encoder(proto, window_tracking, commit_timeout)
         if fn is not None:
             out = fn(v, 0x10 | mtype, flags, seq)
             if out is not None:
