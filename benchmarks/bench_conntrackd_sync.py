@@ -17,7 +17,7 @@ two private namespaces, :mod:`tests.helpers.syncpair`) runs:
 
     python benchmarks/bench_conntrackd_sync.py [--flows 100000] [--burst 50000] [--wait 120]
         [--transport udp4|udp6|multicast4|tcp4|tcp6] [--only resync|burst|loss]
-        [--netns-prefix NAME]
+        [--netns-prefix NAME] [--mixed]
 """
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ TRANSPORT = "udp4"
 PREFIX = "repl"
 
 
-def bench_resync(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
+def bench_resync(kind: str, n: int, wait: float, backup: str | None = None) -> None:
+    """``kind`` pair, or with ``backup`` a mixed pair (primary ``kind``)."""
+    with SyncPair(kind, backup or kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
         p.b.request(H.CT_FLUSH_EXT_CACHE)
@@ -75,7 +76,8 @@ def bench_resync(kind: str, n: int, wait: float) -> None:
         p.b.request(H.REQUEST_DUMP)
         t = until(lambda: active(p, "b", "external") >= n, wait)
         got = active(p, "b", "external")
-        print(f"{kind:>5} pair  resync of {n} flows (-n): {fmt(t)}  "
+        name = f"{kind}->{backup}" if backup else f"{kind:>5} pair"
+        print(f"{name:>10}  resync of {n} flows (-n): {fmt(t)}  "
               f"external cache {got}/{n}  (total {time.monotonic() - t0:.2f} s)", flush=True)
 
 
@@ -128,6 +130,9 @@ def main() -> None:
                     choices=("udp4", "udp6", "multicast4", "tcp4", "tcp6"))
     ap.add_argument("--netns-prefix", default="repl",
                     help="prefix of the namespaces' names (one per helper on a shared host)")
+    ap.add_argument("--mixed", action="store_true",
+                    help="resync also with the mixed pairs (C primary and our backup: our "
+                         "receiving side alone; our primary and a C backup)")
     a = ap.parse_args()
     global TRANSPORT, PREFIX
     TRANSPORT = a.transport
@@ -139,6 +144,9 @@ def main() -> None:
             bench_burst(kind, a.burst, a.wait)
         if a.only in (None, "loss"):
             bench_loss(kind, a.loss_flows, min(a.wait, 60.0))
+    if a.mixed and a.only in (None, "resync"):
+        bench_resync("c", a.flows, a.wait, backup="ours")
+        bench_resync("ours", a.flows, a.wait, backup="c")
 
 
 if __name__ == "__main__":

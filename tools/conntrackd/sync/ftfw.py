@@ -194,17 +194,22 @@ class FtfwMachine(Machine):
         first entry after ``to_seq``."""
         hit = []
         for entry, (seq, _) in self.rsq.items():
-            if before(seq, from_seq):
+            if (seq - from_seq) & 0xFFFFFFFF >= 0x80000000:  # before(seq, from_seq)
                 continue
-            if after(seq, to_seq):
+            if (to_seq - seq) & 0xFFFFFFFF >= 0x80000000:  # after(seq, to_seq)
                 break
             hit.append(entry)
-        for entry in hit:
-            del self.rsq[entry]
-            if resend:
+        rsq = self.rsq
+        if resend:
+            for entry in hit:
+                del rsq[entry]
                 self.txq[entry] = None
-            elif type(entry) is not Ctl:
-                self.source.release(entry)
+            return
+        release = self.source.release
+        for entry in hit:
+            del rsq[entry]
+            if type(entry) is not Ctl:
+                release(entry)
 
     def _peer_started(self) -> None:
         """The peer (re)started (once per HELLO episode): send again, with new numbers,
