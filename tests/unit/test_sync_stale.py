@@ -90,7 +90,8 @@ def test_heap_stays_bounded_under_many_updates() -> None:
                           st.none() | st.integers(0, 100), st.booleans()), max_size=60))
 def test_first_candidate_is_the_earliest_due_time(ops) -> None:
     """Refreshes that move a due time later push nothing on the heap: the earliest due
-    time is still found, whatever the order of refreshes, removals and lookups."""
+    time is still found, whatever the order of refreshes, removals and lookups, and the
+    timer deadline is never after it."""
     t = tracker()
     for key, now, timeout, remove in ops:
         if remove:
@@ -98,4 +99,7 @@ def test_first_candidate_is_the_earliest_due_time(ops) -> None:
         else:
             t.refreshed(key, now, timeout)
         want = min((due for _, due in t.last.values()), default=None)
+        deadline = t.next_deadline(now)  # may be early (a lower bound), never late
+        if want is not None:
+            assert deadline is not None and deadline <= max(want, now + 1.0)
         assert t._first_candidate() == want

@@ -85,10 +85,15 @@ class StaleTracker:
             self.data_at = now
 
     # --- decisions ----------------------------------------------------------------------
-    def _first_candidate(self) -> float | None:
+    def _first_candidate(self, now: float | None = None) -> float | None:
+        """The earliest due time; with ``now``, a due time still to come may be a
+        lower bound (the heap is cleaned when it comes: one early wake-up at most,
+        instead of work at every call while a bulk refreshes every entry)."""
         heap = self._heap
         while heap:
             due, _, key = heap[0]
+            if now is not None and due > now:
+                return due
             cur = self.last.get(key)
             if cur is not None and cur[1] == due:
                 return due
@@ -140,7 +145,7 @@ class StaleTracker:
             if self.data_at is not None and self.data_at >= self.requested_at:
                 return self.data_at + self.quiet
             return self.requested_at + self.interval
-        first = self._first_candidate()
+        first = self._first_candidate(now)
         if first is None:
             return None
         if self._last_request is not None:
