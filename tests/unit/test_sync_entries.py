@@ -163,3 +163,24 @@ def test_recorded_datagrams_stored_as_the_general_path(name: str) -> None:
         for k, v in fast._d.items():  # lifetime and last update may differ by a second
             assert v[0] == slow._d[k][0] and v[META_SIZE:] == slow._d[k][META_SIZE:]
     assert n
+
+
+@pytest.mark.parametrize("family", [2, 10])
+def test_every_protocol_number_stored_and_rendered_as_the_general_path(family: int) -> None:
+    """Protocols without ports, with unknown numbers, ICMP of the other family: both
+    directions equal the general paths."""
+    from ctnetlink.model import Tuple
+
+    src, dst = ("10.0.0.1", "10.0.0.2") if family == 2 else ("fd00::1", "fd00::2")
+    cache = Cache("internal", drop=DROP_ALWAYS)
+    for proto in range(256):
+        kw = {"sport": 1000 + proto, "dport": 53} if proto in (6, 17, 33, 132, 136) else {}
+        flow = Flow(family=family, orig=Tuple(src=src, dst=dst, proto=proto, **kw),
+                    status=8, timeout=30, mark=proto)
+        check_payload(encode_flow(flow), DROP_ALWAYS)
+        raw = ct_message(0x0100, 0, flow, 1)
+        cache.add(E.parse(raw, 0, len(raw)))
+    assert len(cache) == 256
+    for key, value in cache.items():
+        assert entries.render(key, value, 1, 3, 0) == general_render(key, value, 1, 3, 0,
+                                                                     False, False)
