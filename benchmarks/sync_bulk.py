@@ -116,7 +116,8 @@ def main() -> None:
         handshake(m_a, m_b)
         ext = Cache("external", drop=DROP_ALWAYS, limit=1 << 22)
         if a.profile == "send":
-            cProfile.runctx("send(m_a)", globals(), {"send": send, "m_a": m_a}, "/tmp/sync_bulk.prof")
+            cProfile.runctx("send(m_a)", globals(), {"send": send, "m_a": m_a},
+                            "/tmp/sync_bulk.prof")
             pstats.Stats("/tmp/sync_bulk.prof").sort_stats("tottime").print_stats(25)
             return
         t = time.process_time()

@@ -3,11 +3,11 @@
 :class:`CacheSource` is the :class:`~.common.Source` of a node's internal caches: an
 object reference is ``(cache, key)``; a message is rendered from the entry's key and
 stored ctnetlink attributes straight to the sync message (:func:`.entries.render`,
-code compiled per entry layout), typed NEW / UPD / DEL by the entry's status; queues hold a cache reference on the
-entry (``hold`` / ``put``) so that a dead entry stays until its DEL is out (FTFW: until
-it is acknowledged). :func:`apply` applies a received :class:`~.common.CacheOp` to an
-external cache as conntrackd.md §6.6 says (NEW replaces, UPDATE updates or adds,
-DELETE deletes), converting the sync payload straight to the cache's key and stored
+code compiled per entry layout), typed NEW / UPD / DEL by the entry's status; queues
+hold a cache reference on the entry (``hold`` / ``put``) so that a dead entry stays
+until its DEL is out (FTFW: until it is acknowledged). :func:`apply` applies a
+received :class:`~.common.CacheOp` to an external cache as conntrackd.md §6.6 says (NEW
+replaces, UPDATE updates or adds, DELETE deletes), converting the sync payload straight to the cache's key and stored
 attributes (:func:`.entries.entry_parts`, compiled per payload layout; the general
 path :func:`..wire.ctsync.payload_flow_attrs` + :func:`..entry.split` for the rest).
 """
