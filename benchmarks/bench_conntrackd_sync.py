@@ -17,6 +17,7 @@ two private namespaces, :mod:`tests.helpers.syncpair`) runs:
 
     python benchmarks/bench_conntrackd_sync.py [--flows 100000] [--burst 50000] [--wait 120]
         [--transport udp4|udp6|multicast4|tcp4|tcp6] [--only resync|burst|loss]
+        [--netns-prefix NAME] [--mixed]
 """
 from __future__ import annotations
 
@@ -62,10 +63,12 @@ def fmt(t: float | None) -> str:
 
 
 TRANSPORT = "udp4"
+PREFIX = "repl"
 
 
-def bench_resync(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
+def bench_resync(kind: str, n: int, wait: float, backup: str | None = None) -> None:
+    """``kind`` pair, or with ``backup`` a mixed pair (primary ``kind``)."""
+    with SyncPair(kind, backup or kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
         p.b.request(H.CT_FLUSH_EXT_CACHE)
@@ -73,12 +76,13 @@ def bench_resync(kind: str, n: int, wait: float) -> None:
         p.b.request(H.REQUEST_DUMP)
         t = until(lambda: active(p, "b", "external") >= n, wait)
         got = active(p, "b", "external")
-        print(f"{kind:>5} pair  resync of {n} flows (-n): {fmt(t)}  "
+        name = f"{kind}->{backup}" if backup else f"{kind:>5} pair"
+        print(f"{name:>10}  resync of {n} flows (-n): {fmt(t)}  "
               f"external cache {got}/{n}  (total {time.monotonic() - t0:.2f} s)", flush=True)
 
 
 def bench_burst(kind: str, n: int, wait: float) -> None:
-    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL) as p:
+    with SyncPair(kind, kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
         t0 = time.monotonic()
         fill(p, n, base=200000)
         t_fill = time.monotonic() - t0
@@ -97,7 +101,7 @@ def bench_burst(kind: str, n: int, wait: float) -> None:
 
 
 def bench_loss(kind: str, n: int, wait: float) -> None:
-    p = SyncPair(kind, kind, kind=TRANSPORT)
+    p = SyncPair(kind, kind, kind=TRANSPORT, prefix=PREFIX)
     p.links.create()
     try:
         for side in "ab":
@@ -124,9 +128,15 @@ def main() -> None:
     ap.add_argument("--only", choices=("resync", "burst", "loss"))
     ap.add_argument("--transport", default="udp4",
                     choices=("udp4", "udp6", "multicast4", "tcp4", "tcp6"))
+    ap.add_argument("--netns-prefix", default="repl",
+                    help="prefix of the namespaces' names (one per helper on a shared host)")
+    ap.add_argument("--mixed", action="store_true",
+                    help="resync also with the mixed pairs (C primary and our backup: our "
+                         "receiving side alone; our primary and a C backup)")
     a = ap.parse_args()
-    global TRANSPORT
+    global TRANSPORT, PREFIX
     TRANSPORT = a.transport
+    PREFIX = a.netns_prefix
     for kind in ("c", "ours"):
         if a.only in (None, "resync"):
             bench_resync(kind, a.flows, a.wait)
@@ -134,6 +144,9 @@ def main() -> None:
             bench_burst(kind, a.burst, a.wait)
         if a.only in (None, "loss"):
             bench_loss(kind, a.loss_flows, min(a.wait, 60.0))
+    if a.mixed and a.only in (None, "resync"):
+        bench_resync("c", a.flows, a.wait, backup="ours")
+        bench_resync("ours", a.flows, a.wait, backup="c")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ time: candidates after TIMEOUT + grace, a resync only while the peer talks, the 
 once its bulk is over, and nothing swept for a silent peer."""
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from conntrack_tools.conntrackd.sync.stale import StaleTracker
 
 
@@ -80,3 +83,23 @@ def test_heap_stays_bounded_under_many_updates() -> None:
     for i in range(10000):
         t.refreshed(b"a", i, 1000)
     assert len(t._heap) <= 2 * len(t.last) + 1025
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"a", b"b", b"c", b"d"]), st.integers(0, 50),
+                          st.none() | st.integers(0, 100), st.booleans()), max_size=60))
+def test_first_candidate_is_the_earliest_due_time(ops) -> None:
+    """Refreshes that move a due time later push nothing on the heap: the earliest due
+    time is still found, whatever the order of refreshes, removals and lookups, and the
+    timer deadline is never after it."""
+    t = tracker()
+    for key, now, timeout, remove in ops:
+        if remove:
+            t.removed(key)
+        else:
+            t.refreshed(key, now, timeout)
+        want = min((due for _, due in t.last.values()), default=None)
+        deadline = t.next_deadline(now)  # may be early (a lower bound), never late
+        if want is not None:
+            assert deadline is not None and deadline <= max(want, now + 1.0)
+        assert t._first_candidate() == want

@@ -125,6 +125,48 @@ class Cache:
         self.active += 1
         return True
 
+    def add_raw(self, key: bytes, flags: int, attrs: bytes) -> bool:
+        """:meth:`add` of an entry already in the stored form: ``flags`` its F_MIRRORED /
+        F_INET6 bits, ``attrs`` its stored attributes (sorted, without dropped types)."""
+        d = self._d
+        if len(d) >= self.limit or key in d:
+            self.stats.add_fail += 1
+            if len(d) >= self.limit:
+                self.stats.add_fail_enospc += 1
+            return False
+        now = int(self.clock())
+        d[key] = META.pack(NEW | flags, now, now) + attrs
+        self.stats.add_ok += 1
+        self.active += 1
+        return True
+
+    def update_force_raw(self, key: bytes, flags: int, attrs: bytes,
+                         layout: tuple[int, int, int] | None = None) -> bool:
+        """:meth:`update_force` of an entry in the stored form (see :meth:`add_raw`) that
+        comes with a reply tuple (kept in ``attrs`` unless F_MIRRORED); ``layout`` is
+        (length, mask, expected) of the top-level headers of ``attrs``: a stored entry
+        with the same ones is replaced without splitting it (the update replaces every
+        attribute it has)."""
+        old = self._d.get(key)
+        if old is None:
+            return self.add_raw(key, flags, attrs)
+        if old[0] & STATUS_MASK == DEAD:
+            self._remove(key)
+            return self.add_raw(key, flags, attrs)
+        _, lifetime, _ = META.unpack_from(old)
+        if not (layout is not None and len(old) - META_SIZE == layout[0]
+                and int.from_bytes(old[META_SIZE:], "little") & layout[1] == layout[2]):
+            merged = E.top_attrs(old, META_SIZE, len(old))
+            merged.pop(E.CTA_TUPLE_REPLY, None)
+            merged.update(E.top_attrs(attrs, 0, len(attrs)))
+            for t in self.drop:
+                merged.pop(t, None)
+            attrs = E.join(merged)
+        self._d[key] = META.pack(ALIVE | (flags & F_MIRRORED) | (old[0] & F_INET6), lifetime,
+                                 int(self.clock())) + attrs
+        self.stats.upd_ok += 1
+        return True
+
     def update(self, p: E.Parsed) -> None:
         """Copy the attributes present in ``p`` over the stored entry (it must exist and
         not be dead); status ALIVE."""

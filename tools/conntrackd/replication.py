@@ -61,6 +61,11 @@ RCVBUF_DEFAULT = 32 << 20
 system default (about 200 KiB, some 90 datagrams), which a bulk from a peer overflows at
 once (a Python receiver is slower than a C sender); the kernel charges it only while
 datagrams wait."""
+TX_RUN = 2000
+"""Queue entries sent per transmit run: a bulk (100,000 entries) leaves in parts, one
+per loop iteration, so the peer processes a part while the next one is rendered, and
+the peer's ACKs are read in between (1.4.7 renders and sends the whole queue in one
+run; only where the channel buffer is cut at a part's end differs)."""
 _LEVELS = {"ERROR": "error", "WARNING": "warning", "NOTICE": "notice"}
 
 
@@ -330,9 +335,11 @@ class Replication:
             self._actions(m.tick(now), None, now)
         self._stale_check(now)
         if m.pending():
-            out = m.flush(now)
+            out = m.flush(now, TX_RUN)
             if out:
                 self.channels.send_all(out)
+            if m.pending():  # a bulk: the rest in the next iterations, the peer starts
+                self._kick()  # on this part meanwhile (and its ACKs are read)
         self._arm()
 
     def _stale_check(self, now: float) -> None:

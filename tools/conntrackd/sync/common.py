@@ -17,6 +17,7 @@ Statistics use the C daemon's counters (``-s network``, ``-s queue``), see
 from __future__ import annotations
 
 import struct
+from itertools import islice
 
 from ..wire import constants as K
 from ..wire.codec import CT_DECODER, EXP_DECODER, walk
@@ -368,11 +369,16 @@ class Machine:
         bad input: it is dropped and counted."""
         out: list[Action] = []
         heard = False
+        recv = self._recv
+        apply = self._apply
+        inject = self.inject
+        ct_shapes = CT_DECODER._shapes  # the decoder's shape cache, looked up inline
+        from_bytes = int.from_bytes
         for msg in walk(data):
-            if isinstance(msg, SyncDecodeError):
+            if type(msg) is SyncDecodeError:
                 self.stats.count(msg.reason)
                 continue  # walk() ends after a framing error, goes on after a bad version
-            verdict = self._recv(msg, now, out)
+            verdict = recv(msg, now, out)
             if verdict is DROP:
                 continue
             if verdict is BAD:
@@ -388,14 +394,24 @@ class Machine:
                 continue
             body = msg.payload
             expect = mtype >= K.NET_T_STATE_EXP_NEW
-            try:
-                shape, values = (EXP_DECODER if expect else CT_DECODER).values(
-                    body, 0, len(body))
-            except SyncDecodeError as e:
-                self.stats.count(e.reason)
-                continue
-            op = _OPS[mtype % 3]
-            self._apply(CacheOp(op, expect, self.inject, body, shape, values), now, out)
+            shape = None
+            if not expect:
+                cands = ct_shapes.get(len(body))
+                if cands:
+                    k = from_bytes(body, "little")
+                    for sh in cands:
+                        if k & sh.mask == sh.expected:
+                            shape = sh
+                            values = sh.unpack_from(body)
+                            break
+            if shape is None:
+                try:
+                    shape, values = (EXP_DECODER if expect else CT_DECODER).values(
+                        body, 0, len(body))
+                except SyncDecodeError as e:
+                    self.stats.count(e.reason)
+                    continue
+            apply(CacheOp(_OPS[mtype % 3], expect, inject, body, shape, values), now, out)
         if heard:
             out.append(Heard())
         return out
@@ -433,12 +449,21 @@ class Machine:
         """Whether :meth:`flush` has something to send."""
         return bool(self.txq)
 
-    def flush(self, now: float) -> list[bytes]:
-        """Run the transmit queue: the datagrams to send now (possibly none)."""
-        if not self.txq:
+    def flush(self, now: float, limit: int | None = None) -> list[bytes]:
+        """Run the transmit queue: the datagrams to send now (possibly none). With
+        ``limit``, only the first ``limit`` entries are sent (the rest stays queued in
+        order: :meth:`pending`), so that a big run (a bulk) leaves in parts the peer
+        processes while the next part is rendered."""
+        txq = self.txq
+        if not txq:
             return []
-        entries = list(self.txq)
-        self.txq.clear()
+        if limit is None or len(txq) <= limit:
+            entries = list(txq)
+            txq.clear()
+        else:
+            entries = list(islice(txq, limit))
+            for entry in entries:
+                del txq[entry]
         packer = Packer(self.buffer_size)
         for entry in entries:
             msg = self._transmit(entry, now)

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 SAY, DONE = "say", "done"
 HELLO, HELLO_BACK = K.NET_F_HELLO, K.NET_F_HELLO_BACK
 HOLE_TIMEOUT = 3.0
+_NOT_DATA = ~(HELLO | HELLO_BACK)
 
 
 class FtfwMachine(Machine):
@@ -129,10 +130,16 @@ class FtfwMachine(Machine):
         else:
             self.peer_hello = False
             self.peer_episode = False
-        cls = tr.classify(seq)
-        if cls == "before":
-            return DROP
-        verdict = self._digest(msg, now, out)
+        if tr.set and seq == (tr.last + 1) & 0xFFFFFFFF:
+            cls = "in-sync"  # what classify() says without counting anything
+        else:
+            cls = tr.classify(seq)
+            if cls == "before":
+                return DROP
+        if msg.type <= K.NET_T_STATE_MAX and not flags & _NOT_DATA:  # IS_DATA
+            verdict = DATA
+        else:
+            verdict = self._digest(msg, now, out)
         if verdict is BAD:
             return BAD
         if cls == "after":
@@ -153,7 +160,8 @@ class FtfwMachine(Machine):
                 self._queue_ctl(K.NET_F_ACK, self.ack_from, seq)
                 self.window = self.window_size
                 self.ack_from_set = False
-        tr.update(seq)
+        tr.last = seq  # tr.update(seq)
+        tr.set = True
         if (self.fence is None and self.hello == DONE and self.hello_seq is not None
                 and msg.type == K.NET_T_CTL and flags & K.NET_F_ACK
                 and not before(msg.to_seq, self.hello_seq)):
@@ -161,7 +169,7 @@ class FtfwMachine(Machine):
         return verdict
 
     def _digest(self, msg, now: float, out: list[Action]) -> str:
-        if msg.is_data:
+        if msg.type <= K.NET_T_STATE_MAX and not msg.flags & _NOT_DATA:  # IS_DATA
             return DATA
         if msg.type != K.NET_T_CTL:
             return BAD
@@ -193,17 +201,22 @@ class FtfwMachine(Machine):
         first entry after ``to_seq``."""
         hit = []
         for entry, (seq, _) in self.rsq.items():
-            if before(seq, from_seq):
+            if (seq - from_seq) & 0xFFFFFFFF >= 0x80000000:  # before(seq, from_seq)
                 continue
-            if after(seq, to_seq):
+            if (to_seq - seq) & 0xFFFFFFFF >= 0x80000000:  # after(seq, to_seq)
                 break
             hit.append(entry)
-        for entry in hit:
-            del self.rsq[entry]
-            if resend:
+        rsq = self.rsq
+        if resend:
+            for entry in hit:
+                del rsq[entry]
                 self.txq[entry] = None
-            elif type(entry) is not Ctl:
-                self.source.release(entry)
+            return
+        release = self.source.release
+        for entry in hit:
+            del rsq[entry]
+            if type(entry) is not Ctl:
+                release(entry)
 
     def _peer_started(self) -> None:
         """The peer (re)started (once per HELLO episode): send again, with new numbers,
@@ -274,19 +287,19 @@ class FtfwMachine(Machine):
             return bool(self.txq) or self.hello_alive is not None
         return self.hello_alive is not None
 
-    def flush(self, now: float) -> list[bytes]:
+    def flush(self, now: float, limit: int | None = None) -> list[bytes]:
         alive = self.hello_alive
         if alive is not None:  # the ALIVE|HELLO of the handshake leaves first
             self.hello_alive = None
             msg = self._transmit(alive, now)
             out = [msg]
             if self.hello == DONE:
-                out += super().flush(now)
+                out += super().flush(now, limit)
             self._after_run(now)
             return out
         if self.hello != DONE:  # everything else waits for the HELLO_BACK, in order
             return []
-        return super().flush(now)
+        return super().flush(now, limit)
 
     def _transmit(self, entry, now: float) -> bytes | None:
         extra = HELLO_BACK if self.peer_hello else 0

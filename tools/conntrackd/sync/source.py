@@ -1,23 +1,26 @@
 """The sync machines on the daemon's caches (:mod:`..cache`): what to send, where to apply.
 
 :class:`CacheSource` is the :class:`~.common.Source` of a node's internal caches: an
-object reference is ``(cache, key)``; a message is rendered from the entry's stored
-ctnetlink attributes straight to the sync message (:func:`..wire.ctsync.sync_message`),
-typed NEW / UPD / DEL by the entry's status; queues hold a cache reference on the
-entry (``hold`` / ``put``) so that a dead entry stays until its DEL is out (FTFW: until
-it is acknowledged). :func:`apply` applies a received :class:`~.common.CacheOp` to an
-external cache as conntrackd.md §6.6 says (NEW replaces, UPDATE updates or adds,
-DELETE deletes), converting the sync payload to the ctnetlink form the cache stores
-without building Python objects (:func:`..wire.ctsync.payload_flow_attrs`).
+object reference is ``(cache, key)``; a message is rendered from the entry's key and
+stored ctnetlink attributes straight to the sync message (:func:`.entries.render`,
+code compiled per entry layout), typed NEW / UPD / DEL by the entry's status; queues
+hold a cache reference on the entry (``hold`` / ``put``) so that a dead entry stays
+until its DEL is out (FTFW: until it is acknowledged). :func:`apply` applies a
+received :class:`~.common.CacheOp` to an external cache as conntrackd.md §6.6 says (NEW
+replaces, UPDATE updates or adds, DELETE deletes), converting the sync payload straight to the cache's key and stored
+attributes (:func:`.entries.entry_parts`, compiled per payload layout; the general
+path :func:`..wire.ctsync.payload_flow_attrs` + :func:`..entry.split` for the rest).
 """
 from __future__ import annotations
 
 import struct
 
-from ..cache import DEAD, F_INET6, F_MIRRORED, META_SIZE, STATUS_MASK, parse_expect
-from ..entry import _attrs_by_shape, message, split
+from ..cache import DEAD, STATUS_MASK, parse_expect
+from ..entry import _attrs_by_shape, split
 from ..wire.codec import SyncMessage, encode_message
-from ..wire.ctsync import payload_flow_attrs, sync_message
+from ..wire.ctsync import payload_flow_attrs
+from .entries import entry_parts
+from .entries import render as render_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,16 +52,11 @@ class CacheSource:
         if value is None:
             return None
         status = value[0] & STATUS_MASK
-        if cache.kind == "ct" and value[0] & F_MIRRORED:
-            # a mirrored reply tuple tells the sender nothing (no NAT): the message is
-            # the same without it, and rebuilding it from the key costs half the render
-            msg = message(key, 10 if value[0] & F_INET6 else 2, value[META_SIZE:], False)
-        else:
-            msg = cache.message(key, value)
         if cache.kind == "ct":
-            return sync_message(msg, 0, len(msg), status, seq, flags,
+            return render_entry(key, value, status, seq, flags,
                                 window_tracking=self.window_tracking,
                                 commit_timeout=self.commit_timeout)
+        msg = cache.message(key, value)
         from ctnetlink.decode import decode_expect
 
         exp = decode_expect(msg, 0, len(msg))
@@ -99,6 +97,18 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | Non
         p = parse_expect(msg, 0, len(msg))
         cache = exp
     else:
+        made = entry_parts(op.shape, op.values, ct.drop)
+        if made is not None:  # the compiled path (sync/entries.py)
+            key, flags, attrs, layout = made
+            if op.op == "delete":
+                ct.delete(key)
+            elif op.op == "new":
+                if key in ct:
+                    ct.delete(key)
+                ct.add_raw(key, flags, attrs)
+            else:
+                ct.update_force_raw(key, flags, attrs, layout)
+            return key
         family, attrs = payload_flow_attrs(op.payload, shape=op.shape, values=op.values)
         p = split(family, _attrs_by_shape(attrs, 0, len(attrs)))
         cache = ct

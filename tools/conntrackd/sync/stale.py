@@ -59,11 +59,17 @@ class StaleTracker:
         """A NEW/UPD for ``key`` was applied at ``now`` (``timeout``: its TIMEOUT, None
         when it carried none: then only ``grace`` counts)."""
         due = now + (timeout or 0) + self.grace
-        self.last[key] = (now, due)
-        heapq.heappush(self._heap, (due, id(key), key))
-        if len(self._heap) > 2 * len(self.last) + 1024:
-            self._heap = [(d, id(k), k) for k, (_, d) in self.last.items()]
-            heapq.heapify(self._heap)
+        last = self.last
+        old = last.get(key)
+        last[key] = (now, due)
+        # the heap holds, for every key, an entry no later than its due time (one that
+        # is earlier is pushed again with the due time when it comes up): a refresh
+        # that moves the due time later, the common case, pushes nothing
+        if old is None or due < old[1]:
+            heapq.heappush(self._heap, (due, id(key), key))
+            if len(self._heap) > 2 * len(last) + 1024:
+                self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
+                heapq.heapify(self._heap)
 
     def removed(self, key) -> None:
         self.last.pop(key, None)
@@ -79,14 +85,22 @@ class StaleTracker:
             self.data_at = now
 
     # --- decisions ----------------------------------------------------------------------
-    def _first_candidate(self) -> float | None:
+    def _first_candidate(self, now: float | None = None) -> float | None:
+        """The earliest due time; with ``now``, a due time still to come may be a
+        lower bound (the heap is cleaned when it comes: one early wake-up at most,
+        instead of work at every call while a bulk refreshes every entry)."""
         heap = self._heap
         while heap:
             due, _, key = heap[0]
+            if now is not None and due > now:
+                return due
             cur = self.last.get(key)
             if cur is not None and cur[1] == due:
                 return due
-            heapq.heappop(heap)
+            if cur is not None and cur[1] > due:  # refreshed since: its later due time
+                heapq.heapreplace(heap, (cur[1], id(key), key))
+            else:
+                heapq.heappop(heap)
         return None
 
     def want_resync(self, now: float) -> bool:
@@ -131,7 +145,7 @@ class StaleTracker:
             if self.data_at is not None and self.data_at >= self.requested_at:
                 return self.data_at + self.quiet
             return self.requested_at + self.interval
-        first = self._first_candidate()
+        first = self._first_candidate(now)
         if first is None:
             return None
         if self._last_request is not None:

@@ -179,6 +179,7 @@ def walk(data: bytes | bytearray | memoryview) -> Iterator[SyncMessage | SyncDec
         return
     off = 0
     unpack = _HDR.unpack_from
+    mk = _mk_message
     while off < end:
         left = end - off
         if left < K.NETHDR_SIZ:
@@ -207,7 +208,7 @@ def walk(data: bytes | bytearray | memoryview) -> Iterator[SyncMessage | SyncDec
         if vt >> 4 != K.PROTOCOL_VERSION:
             yield SyncDecodeError(K.BAD_VERSION, f"protocol version {vt >> 4}", off)
         else:
-            yield SyncMessage(mtype, flags, seq, body, frm, to)
+            yield mk(mtype, flags, seq, frm, to, body, 1)
         off += ln
 
 
