@@ -225,6 +225,10 @@ def test_notrack_without_internal_cache_sends_events_and_kernel_dumps() -> None:
         st = p.stats("a")
         assert "internal bypass:" in st
         assert counter(st.split("internal bypass:")[1], "connections new") == 15
+        # -i without an internal cache lists the kernel table (conntrack -L style)
+        listed = p.a.request(H.CT_DUMP_INTERNAL).decode().splitlines()
+        assert len(listed) == 15 and all(line.startswith("udp ") or line.startswith("tcp ")
+                                         or line.startswith("icmp ") for line in listed), listed
         p.b.request(H.CT_FLUSH_EXT_CACHE)
         assert p.external() == []
         p.b.request(H.REQUEST_DUMP)

@@ -27,7 +27,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterator
 
 from . import entry as E
 from .cache import parse_expect
@@ -297,13 +297,10 @@ class Kernel:
             self.mode.expect_resync(self)
 
     # --- flush (-F) ---------------------------------------------------------------------------
-    def flush_master(self) -> int:
-        """``-F``/``-F ct`` (§6.8): delete every kernel entry that passes the filter."""
-        self.stats.flush_kernel_table += 1
+    def filtered_dump(self) -> Iterator[tuple[Any, int, int]]:
+        """``(buffer, offset, length)`` of every kernel conntrack that passes the filter
+        (an entry the filter cannot parse does not pass)."""
         keep = self.keep
-        victims = []
-        from ctnetlink.decode import decode_flow
-
         for items in self.ct.dump_batches(0):
             for buf, off, ln in items:
                 if keep is not None:
@@ -312,7 +309,14 @@ class Kernel:
                             continue
                     except E.DecodeError:
                         continue
-                victims.append(decode_flow(buf, off, ln))
+                yield buf, off, ln
+
+    def flush_master(self) -> int:
+        """``-F``/``-F ct`` (§6.8): delete every kernel entry that passes the filter."""
+        self.stats.flush_kernel_table += 1
+        from ctnetlink.decode import decode_flow
+
+        victims = [decode_flow(buf, off, ln) for buf, off, ln in self.filtered_dump()]
         if not victims:
             return 0
         results = self.ct.delete_many(victims)

@@ -305,16 +305,8 @@ class Replication:
         k = self.kernel
         if k is None or k.ct is None or self.machine is None:
             return
-        keep = k.keep
-        for items in k.ct.dump_batches(0):
-            for buf, off, ln in items:
-                if keep is not None:
-                    try:
-                        if not keep(E.parse(buf, off, ln)):
-                            continue
-                    except E.DecodeError:
-                        continue
-                self.machine.enqueue_message(self._builder(bytes(buf[off:off + ln]), 0))
+        for buf, off, ln in k.filtered_dump():
+            self.machine.enqueue_message(self._builder(bytes(buf[off:off + ln]), 0))
         self._kick()
 
     # --- transmit runs and timers ---------------------------------------------------------------

@@ -382,14 +382,8 @@ class SyncMode:
         """``-i`` with DisableInternalCache: the kernel table (filtered), conntrack -L style."""
         if self.kernel is None:
             return ()
-        out: list[str] = []
-        keep = self.kernel.keep
-        for items in self.kernel.ct.dump_batches(0):
-            for buf, off, ln in items:
-                if keep is not None and not keep(E.parse(buf, off, ln)):
-                    continue
-                msg = bytes(buf[off:off + ln])
-                out.append(O.flow_text(msg) + "\n")
+        out = [O.flow_text(bytes(buf[off:off + ln])) + "\n"
+               for buf, off, ln in self.kernel.filtered_dump()]
         return ["".join(out).encode()] if out else ()
 
     def _stats(self, internal: Cache, external: Cache) -> str:
