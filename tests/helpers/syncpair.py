@@ -49,8 +49,9 @@ class SyncPair:
 
     def __init__(self, primary: str = "ours", backup: str = "ours", *, mode: str = "ftfw",
                  kind: str = "udp4", mode_opts: str = "", extra: str = "",
-                 general: str = "", second: str | None = None, filter: str = FILTER) -> None:
-        self.links = SyncLinks(2 if second else 1, prefix="repl")
+                 general: str = "", second: str | None = None, filter: str = FILTER,
+                 prefix: str = "repl") -> None:
+        self.links = SyncLinks(2 if second else 1, prefix=prefix)
         self.second = second
         self.filter = filter
         self.kinds = {"a": primary, "b": backup}

