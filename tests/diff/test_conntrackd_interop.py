@@ -59,7 +59,7 @@ from helpers.netns import NetNS  # noqa: E402
 from helpers.syncpair import SyncPair  # noqa: E402
 
 from ctnetlink.client import Conntrack  # noqa: E402
-from ctnetlink.model import Flow  # noqa: E402
+from ctnetlink.model import Flow, Tuple  # noqa: E402
 
 PREFIX = "interop"
 CLI4, ROUTER_CLI4, ROUTER_SRV4, SRV4 = "10.240.1.2", "10.240.1.1", "10.240.2.1", "10.240.2.2"
@@ -195,7 +195,7 @@ class Topology:
     def batch(self) -> None:
         """The catalogue with the library, and a few ``conntrack -I``."""
         with self.a.enter(), Conntrack() as ct:
-            errs = ct.create_many([c.flow for c in all_cases(CATALOGUE_NET)])
+            errs = ct.create_many([c.flow for c in all_cases(CATALOGUE_NET)] + LABELLED)
             assert not [e for e in errs if e is not None], errs
         for args in CONNTRACK_I:
             self.a.conntrack("-I", *args)
@@ -229,6 +229,10 @@ def _checksum(b: bytes) -> int:
     return ~s & 0xFFFF
 
 
+_U = Tuple(src="10.9.0.1", dst="10.9.0.2", proto=17, sport=7, dport=7)
+LABELLED = [Flow(family=2, orig=_U, reply=_U.reversed(), timeout=300, mark=5,
+                 labels=(1 << 3) | (1 << 70) | (1 << 127))]
+"""Labels set by number (the catalogue's label depends on the host's connlabel.conf)."""
 CONNTRACK_I = [
     ("-s", "10.8.1.1", "-d", "10.8.0.1", "-p", "tcp", "--sport", "1000", "--dport", "80",
      "-r", "10.8.0.1", "-q", "192.0.2.5", "--reply-port-src", "80", "--reply-port-dst", "2000",
