@@ -386,24 +386,35 @@ CLIENT = {"c": ("/usr/sbin/conntrackd",), "ours": None}
 
 def replicate_and_commit(t: Topology, primary: str, backup: str, mode: str,
                          kind: str, kill: bool = False) -> tuple[list[Flow], list[Flow], float]:
-    """Start the pair, make the flows, wait until the backup's external cache has them
-    all, (SIGKILL the primary), commit with the backup's own client; both tables and the
-    seconds since the flows were made."""
+    """Start the pair, wait until a first flow reached the backup (the pair is settled:
+    handshake done, TCP connected), make the flows; wait until the backup's external
+    cache has them all (``kill``: SIGKILL the primary as soon as its internal cache has
+    them, without waiting for the backup); commit with the backup's own client. Both
+    tables and the seconds since the flows were made."""
     from helpers.syncpair import PROGRAMS
 
     t.start(primary, backup, mode, kind, MODE_OPTS.get(mode, ""))
+    p = t.pair
     t0 = time.monotonic()
+    t.a.conntrack("-I", *SETTLE)
+    assert p.wait(lambda: len(p.external()) == 1, 30), p.external()
     t.traffic()
     t.batch()
     made = [f for f in dump(t.a) if ours_only(f)]
-    p = t.pair
-    assert p.wait(lambda: len(p.external()) >= len(made), 30), (len(made), p.external())
     if kill:
+        assert p.wait(lambda: len(p.internal()) >= len(made), 30, step=0.01), \
+            (len(made), p.internal())
         p.stop("a", kill=True)
         assert p.b.proc.poll() is None
+    else:
+        assert p.wait(lambda: len(p.external()) >= len(made), 30), (len(made), p.external())
     r = p.b.client("-c", program=PROGRAMS[backup])
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
     return dump(t.a), dump(t.b), time.monotonic() - t0
+
+
+SETTLE = ("-s", "10.9.9.9", "-d", "10.9.9.8", "-p", "udp", "--sport", "1", "--dport", "2",
+          "-t", "600")
 
 
 def check_flow_set(primary: list[Flow]) -> None:
@@ -452,9 +463,9 @@ def test_backup_table_equals_the_primarys(topo: Topology, mode: str, kind: str, 
 @pytest.mark.parametrize("kind", ["udp4", "tcp4"])
 def test_sigkill_of_the_primary_then_commit(topo: Topology, kind: str, primary: str,
                                             backup: str) -> None:
-    """The primary dies (SIGKILL) once its flows are replicated; the backup lives on and
-    its commit puts every flow the primary had into its kernel table (with only the
-    pinned losses of its role)."""
+    """The primary dies (SIGKILL) as soon as its internal cache lists the flows, without
+    waiting for the backup; the backup lives on and its commit puts every flow the
+    primary had into its kernel table (with only the pinned losses of its role)."""
     try:
         a, b, _ = replicate_and_commit(topo, primary, backup, "ftfw", kind, kill=True)
     finally:
