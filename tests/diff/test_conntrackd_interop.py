@@ -142,7 +142,8 @@ class Topology:
         self.sockets.clear()
 
     # --- one run ---------------------------------------------------------------------------
-    def start(self, primary: str, backup: str, mode: str, kind: str, mode_opts: str = "") -> None:
+    def start(self, primary: str, backup: str, mode: str, kind: str, mode_opts: str = "",
+              extra: str = "") -> None:
         """Empty tables, then the daemons (primary first)."""
         self.close_sockets()
         for ns in (self.a, self.b):
@@ -150,7 +151,7 @@ class Topology:
             ns.conntrack("-F", "-f", "ipv6", check=False)
         p = self.pair
         p.kinds = {"a": primary, "b": backup}
-        p.mode, p.kind, p.mode_opts = mode, kind, mode_opts
+        p.mode, p.kind, p.mode_opts, p.extra = mode, kind, mode_opts, extra
         p.start("a")
         p.start("b")
 
@@ -354,7 +355,9 @@ for _fam, _a in (("ipv4", "10.7.0.1"), ("ipv6", "2001:db8:7::1")):
         # primary's ctnetlink-created entry has only the *_NAT_DONE bits (392)
         (f"batch/{_fam}/p6/{_a}/1004", "status"): 392 | 16,
         (f"batch/{_fam}/p17/{_a}/1003", "status"): 392 | 32,
-        # the real TCP connections' window scales: synced with TCPWindowTracking on only
+        # the real TCP connections' window scales: sent with TCPWindowTracking on only, and
+        # even then the kernel ignores them (it keeps a window scale only when the TCP
+        # flags have WINDOW_SCALE, and the flags are not synced): lost in every setting
         (f"real/{_fam}/p6", "tcp.wscale_orig"): 0,
         (f"real/{_fam}/p6", "tcp.wscale_reply"): 0,
     })
@@ -384,8 +387,8 @@ MODE_OPTS = {"alarm": "\t\tRefreshTime 2\n\t\tCacheTimeout 60\n"}
 CLIENT = {"c": ("/usr/sbin/conntrackd",), "ours": None}
 
 
-def replicate_and_commit(t: Topology, primary: str, backup: str, mode: str,
-                         kind: str, kill: bool = False) -> tuple[list[Flow], list[Flow], float]:
+def replicate_and_commit(t: Topology, primary: str, backup: str, mode: str, kind: str,
+                         kill: bool = False, extra: str = "") -> tuple[list[Flow], list[Flow], float]:
     """Start the pair, wait until a first flow reached the backup (the pair is settled:
     handshake done, TCP connected), make the flows; wait until the backup's external
     cache has them all (``kill``: SIGKILL the primary as soon as its internal cache has
@@ -393,7 +396,7 @@ def replicate_and_commit(t: Topology, primary: str, backup: str, mode: str,
     tables and the seconds since the flows were made."""
     from helpers.syncpair import PROGRAMS
 
-    t.start(primary, backup, mode, kind, MODE_OPTS.get(mode, ""))
+    t.start(primary, backup, mode, kind, MODE_OPTS.get(mode, ""), extra)
     p = t.pair
     t0 = time.monotonic()
     t.a.conntrack("-I", *SETTLE)
@@ -473,3 +476,24 @@ def test_sigkill_of_the_primary_then_commit(topo: Topology, kind: str, primary: 
     lost = losses(a, b)
     assert not [k for k in lost if k[1] == "<missing>" and k not in C_LOSES], lost
     assert lost == EXPECTED[backup]
+
+
+WINDOW_TRACKING = "\tOptions {\n\t\tTCPWindowTracking On\n\t}\n"
+
+
+@pytest.mark.parametrize("primary,backup", PAIRS, ids=PAIR_IDS)
+def test_window_tracking_on(topo: Topology, primary: str, backup: str) -> None:
+    """``TCPWindowTracking On``: no "be liberal" flags on the committed TCP entries, and
+    the C backup's SCTP bug is gone (it lives in the liberal-flags branch): every role
+    loses what our backup loses with the default."""
+    try:
+        a, b, _ = replicate_and_commit(topo, primary, backup, "ftfw", "udp4",
+                                       extra=WINDOW_TRACKING)
+    finally:
+        topo.stop()
+    assert losses(a, b) == OURS_LOSES
+    committed_tcp = [f for f in b if f.tcp is not None and f.tcp.state is not None
+                     and ours_only(f)]
+    assert len(committed_tcp) >= 8
+    assert all((f.tcp.flags_orig, f.tcp.flags_reply) == ((0, 0), (0, 0))
+               for f in committed_tcp), committed_tcp
