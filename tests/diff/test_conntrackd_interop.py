@@ -42,7 +42,7 @@ Every mode (FTFW, NOTRACK, ALARM) and transport (UDP, multicast, TCP over IPv4, 
 IPv6) runs in four roles: C -> ours, ours -> C, ours -> ours and C -> C; FTFW with
 ``TCPWindowTracking On`` too. Another test SIGKILLs the primary as soon as its internal
 cache lists the flows (without waiting for the backup) and commits on the backup: every
-flow the primary had is in the backup's kernel table. The namespaces are shared by the
+flow the primary had is in the backup's kernel table (each mode, UDP and TCP, each role). The namespaces are shared by the
 whole module; the tables are emptied and the daemons restarted for each case (about 2 s
 per case).
 """
@@ -477,13 +477,14 @@ def test_backup_table_equals_the_primarys(topo: Topology, mode: str, kind: str, 
 
 @pytest.mark.parametrize("primary,backup", PAIRS, ids=PAIR_IDS)
 @pytest.mark.parametrize("kind", ["udp4", "tcp4"])
-def test_sigkill_of_the_primary_then_commit(topo: Topology, kind: str, primary: str,
-                                            backup: str) -> None:
+@pytest.mark.parametrize("mode", ["ftfw", "notrack", "alarm"])
+def test_sigkill_of_the_primary_then_commit(topo: Topology, mode: str, kind: str,
+                                            primary: str, backup: str) -> None:
     """The primary dies (SIGKILL) as soon as its internal cache lists the flows, without
     waiting for the backup; the backup lives on and its commit puts every flow the
     primary had into its kernel table (with only the pinned losses of its role)."""
     try:
-        a, b, _ = replicate_and_commit(topo, primary, backup, "ftfw", kind, kill=True)
+        a, b, _ = replicate_and_commit(topo, primary, backup, mode, kind, kill=True)
     finally:
         topo.stop()
     lost = losses(a, b)
