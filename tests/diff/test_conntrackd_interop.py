@@ -14,9 +14,10 @@ parameter set the daemons are started on ``a`` and ``b``, then the primary's tab
   destination NAT, marks, the three kinds of zone, a label) and a few ``conntrack -I``
   ones (SNAT with an explicit reply tuple, a mark, an ICMP id);
 
-the backup's external cache fills (events, replicated), ``conntrackd -c`` (the C client)
+the backup's external cache fills (events, replicated), ``conntrackd -c`` (the backup's own client)
 commits it into ``b``'s kernel table, and that table is compared with ``a``'s field by
-field (:meth:`ctnetlink.client.Conntrack.dump`, :func:`flat`). Normalisations, each the
+field (:meth:`ctnetlink.client.Conntrack.dump`, :func:`flat`; and the reference tool's
+``conntrack -L -o extended`` lines, timeouts masked). Normalisations, each the
 least that must differ between two kernels:
 
 * ``id`` and ``use``: kernel-local (object id, reference count);
@@ -42,9 +43,9 @@ Every mode (FTFW, NOTRACK, ALARM) and transport (UDP, multicast, TCP over IPv4, 
 IPv6) runs in four roles: C -> ours, ours -> C, ours -> ours and C -> C; FTFW with
 ``TCPWindowTracking On`` too. Another test SIGKILLs the primary as soon as its internal
 cache lists the flows (without waiting for the backup) and commits on the backup: every
-flow the primary had is in the backup's kernel table (each mode, UDP and TCP, each role). The namespaces are shared by the
-whole module; the tables are emptied and the daemons restarted for each case (about 2 s
-per case).
+flow the primary had is in the backup's kernel table (each mode, UDP and TCP, each role).
+The namespaces are shared by the whole module; the tables are emptied and the daemons
+restarted for each case (about 2 s per case).
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from helpers.commitrig import table  # noqa: E402
 from helpers.flows import all_cases  # noqa: E402
 from helpers.ftp import enable_labels  # noqa: E402
 from helpers.netns import NetNS  # noqa: E402
@@ -385,6 +387,42 @@ primary): the wire carries nothing more."""
 EXPECTED = {"c": C_LOSES, "ours": OURS_LOSES}
 
 
+def _text_lost() -> tuple[set[str], set[str]]:
+    """The lines of ``conntrack -L -o extended`` (timeouts as ``T``) that only the primary
+    shows and those that only the backup shows: the same in every role (the reference
+    tool prints no SCTP tag, window scale or TCP flags)."""
+    primary, backup = set(), set()
+    for fam, n, a, b in (("ipv4", 2, "10.7.0.1", "10.7.0.2"),
+                         ("ipv6", 10, "2001:db8:7::1", "2001:db8:7::2")):
+        head = f"{fam:<8} {n} "
+        gre = head + ("gre      47 T src={a} dst={b} srckey={k1} dstkey={k2} [UNREPLIED] "
+                      "src={b} dst={a} srckey={k2} dstkey={k1} mark=16 use=1")
+        primary.add(gre.format(a=a, b=b, k1="0x10", k2="0x20"))
+        backup.add(gre.format(a=a, b=b, k1="0x0", k2="0x0"))
+        sctp = head + (f"sctp     132 T ESTABLISHED src={a} dst={b} sport=100 dport=200 "
+                       f"[UNREPLIED] src={b} dst={a} sport=200 dport=100 {{z}}mark=0 use=1")
+        primary.add(sctp.format(z="zone-reply=6 "))
+        backup.add(sctp.format(z=""))
+        lite = head + ("udplite  136 T src={a} dst={b} sport={p1} dport={p2} {z}[UNREPLIED] "
+                       "src={b} dst={a} sport={p2} dport={p1} mark=0 use=1")
+        primary.add(lite.format(a=a, b=b, p1=1002, p2=5000, z="zone-orig=4 "))
+        backup.add(lite.format(a=a, b=b, p1=0, p2=0, z=""))
+    tcp = ("ipv4     2 tcp      6 T ESTABLISHED src=10.8.1.1 dst=10.8.0.1 sport=1000 dport=80 "
+           "src=10.8.0.1 dst={d} sport=80 dport={p} [ASSURED] mark=0 use=1")
+    primary.add(tcp.format(d="192.0.2.5", p=2000))
+    backup.add(tcp.format(d="10.8.1.1", p=1000))
+    return primary, backup
+
+
+TEXT_PRIMARY_ONLY, TEXT_BACKUP_ONLY = _text_lost()
+
+
+def text_table(ns: NetNS) -> set[str]:
+    """``conntrack -L -o extended`` of the reference tool, timeouts masked, without the
+    sync link's entries."""
+    return {line for line in table(ns) if "10.231." not in line and "fd00:231:" not in line}
+
+
 # --- the tests -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
@@ -461,8 +499,12 @@ def test_backup_table_equals_the_primarys(topo: Topology, mode: str, kind: str, 
     for its backup, and ours never more than the C pair (C -> C is the control)."""
     try:
         a, b, elapsed = replicate_and_commit(topo, primary, backup, mode, kind)
+        # the reference tool's view: the same lines but those of the lossy entries
+        ta, tb = text_table(topo.a), text_table(topo.b)
     finally:
         topo.stop()
+    assert (ta - tb, tb - ta) == (TEXT_PRIMARY_ONLY, TEXT_BACKUP_ONLY)
+    assert len(ta) == len([f for f in a if ours_only(f)])
     check_flow_set(a)
     lost = losses(a, b)
     assert lost == EXPECTED[backup]
