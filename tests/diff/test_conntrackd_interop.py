@@ -370,8 +370,8 @@ for _fam, _a in (("ipv4", "10.7.0.1"), ("ipv6", "2001:db8:7::1")):
         (f"batch/{_fam}/p6/{_a}/1004", "status"): 392 | 16,
         (f"batch/{_fam}/p17/{_a}/1003", "status"): 392 | 32,
         # the real TCP connections' window scales: sent with TCPWindowTracking on only, and
-        # even then the kernel ignores them (it keeps a window scale only when the TCP
-        # flags have WINDOW_SCALE, and the flags are not synced): lost in every setting
+        # 0 on the backup even then (the kernel takes a scale over ctnetlink only when the
+        # entry's TCP flags have WINDOW_SCALE, and the flags are not synced)
         (f"real/{_fam}/p6", "tcp.wscale_orig"): 0,
         (f"real/{_fam}/p6", "tcp.wscale_reply"): 0,
     })
