@@ -40,7 +40,7 @@ from helpers.synclinks import (  # noqa: E402
 )
 
 KINDS = ["multicast4", "multicast6", "udp4", "udp6", "tcp4", "tcp6"]
-ACTIVE = re.compile(r" \[active since \d+s\]")
+ACTIVE = re.compile(r" \[active since -?\d+s\]")
 ALIVE = bytes.fromhex("1a10000800000001")
 """A NOTRACK/FTFW keep-alive (CTL, flags ALIVE, 8 bytes): the C receiver ignores it."""
 

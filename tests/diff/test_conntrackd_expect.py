@@ -35,7 +35,7 @@ SYNC = """Sync {
 \tOptions { ExpectationSync { %s } }
 }
 """
-ACTIVE = re.compile(rb"\[active since \d+s\]")
+ACTIVE = re.compile(rb"\[active since -?\d+s\]")
 CHANNEL = re.compile(rb"(?m)^ *\d+ (Bytes sent|Pckts sent|Error send) +\d+ ")
 
 

@@ -21,7 +21,7 @@ from helpers.cdaemon import CONNTRACKD, OURS, CDaemon  # noqa: E402
 from helpers.ftp import enable_tracking  # noqa: E402
 from helpers.netns import CONNTRACK, NetNS  # noqa: E402
 
-ACTIVE = re.compile(r"\[active since \d+s\]")
+ACTIVE = re.compile(r"\[active since -?\d+s\]")
 CHANNEL = re.compile(r"(?m)^ *\d+ (Bytes sent|Pckts sent|Error send) +\d+ (Bytes recv|Pckts recv|Error recv)$")
 QUEUED = re.compile(r"(current elements:\t\t|allocated queue nodes:\t\t) *\d+")
 

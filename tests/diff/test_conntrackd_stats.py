@@ -25,7 +25,7 @@ from helpers.ftp import enable_tracking  # noqa: E402
 from helpers.netns import CONNTRACK, NetNS  # noqa: E402
 from helpers.ourdaemon import Daemon  # noqa: E402
 
-ACTIVE = re.compile(rb"\[active since \d+s\]")
+ACTIVE = re.compile(rb"\[active since -?\d+s\]")
 
 
 def normal(reply: bytes, sort: bool = True) -> bytes:

@@ -32,7 +32,7 @@ SYNC = """Sync {
 \t}
 }
 """
-ACTIVE = re.compile(rb"\[active since \d+s\]")
+ACTIVE = re.compile(rb"\[active since -?\d+s\]")
 TRAFFIC = re.compile(rb"^( *\d+) (Bytes|Pckts|Error) (sent|send) +\d+ ", re.M)
 
 

@@ -31,7 +31,7 @@ FILTER = """\tFilter From Userspace {
 \t\t}
 \t}
 """
-ACTIVE = re.compile(r" \[active since \d+s\]| \[expires in \d+s\]")
+ACTIVE = re.compile(r" \[active since -?\d+s\]| \[expires in -?\d+s\]")
 
 
 def sync_config(kind: str, side: str, mode: str = "ftfw", mode_opts: str = "",
