@@ -335,3 +335,45 @@ def family_of(conf: Any) -> int:
     if fam not in (socket.AF_INET, socket.AF_INET6):
         raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
     return fam
+
+
+class DatagramChannel(Channel):
+    """What the UDP and multicast channels share (spec §5.2.1-§5.2.2, as 1.4.7's strace):
+    an unbound, non-blocking sender with ``SO_NO_CHECK`` (``Checksum off``) and the
+    optional ``SO_SNDBUFFORCE``, sending to :attr:`dest`; a non-blocking receiver with
+    ``SO_REUSEADDR`` and the optional ``SO_RCVBUFFORCE``, bound to its address."""
+
+    tx: socket.socket
+    rx: socket.socket
+    dest: Any = None
+
+    def _open_tx(self, fam: int) -> socket.socket:
+        """The sender, before its transport's own options and ``setblocking(False)``."""
+        c = self.conf
+        tx = self.tx = self.make_socket(fam, socket.SOCK_DGRAM)
+        self._watched.append(tx)
+        tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
+        self.sndbuf = set_buffers(tx, sndbuf=c.sndbuf) or \
+            tx.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        return tx
+
+    def _open_rx(self, fam: int, addr: Any) -> socket.socket:
+        """The receiver, bound to ``addr`` (a :func:`sockaddr`); :meth:`_watch_rx` once
+        the transport has set it up."""
+        rx = self.rx = self.make_socket(fam, socket.SOCK_DGRAM)
+        self._watched.append(rx)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.rcvbuf = set_buffers(rx, rcvbuf=self.conf.rcvbuf) or \
+            rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        rx.bind(addr)
+        return rx
+
+    def _watch_rx(self) -> None:
+        self._watched.remove(self.rx)
+        self._watch(self.rx, self._readable)
+
+    def _readable(self) -> None:
+        self._read_datagrams(self.rx)
+
+    def _send(self, data: bytes) -> bool:
+        return self._sendto(self.tx, data, self.dest)

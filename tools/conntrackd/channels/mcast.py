@@ -14,10 +14,10 @@ from __future__ import annotations
 import socket
 import sys
 
-from .base import Channel, family_of, set_buffers, sockaddr, SO_NO_CHECK
+from .base import DatagramChannel, family_of, sockaddr
 
 
-class MulticastChannel(Channel):
+class MulticastChannel(DatagramChannel):
     """A ``Multicast`` block: datagrams to ``IPv4_address``/``IPv6_address``:``Group``."""
 
     transport = "multicast"
@@ -26,12 +26,7 @@ class MulticastChannel(Channel):
         c = self.conf
         fam = family_of(c)
         group = c.address or ("::" if fam == socket.AF_INET6 else "0.0.0.0")
-        tx = self.make_socket(fam, socket.SOCK_DGRAM)
-        self.tx = tx
-        self._watched.append(tx)
-        tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
-        self.sndbuf = set_buffers(tx, sndbuf=c.sndbuf) or \
-            tx.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        tx = self._open_tx(fam)
         if fam == socket.AF_INET6:
             tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, c.ifindex6)
@@ -42,24 +37,11 @@ class MulticastChannel(Channel):
         tx.setblocking(False)
         self.dest = sockaddr(fam, group, c.port)
 
-        rx = self.make_socket(fam, socket.SOCK_DGRAM)
-        self.rx = rx
-        self._watched.append(rx)
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.rcvbuf = set_buffers(rx, rcvbuf=c.rcvbuf) or \
-            rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        rx.bind(sockaddr(fam, None, c.port))
+        rx = self._open_rx(fam, sockaddr(fam, None, c.port))
         if fam == socket.AF_INET6:
             mreq = socket.inet_pton(fam, group) + c.ifindex6.to_bytes(4, sys.byteorder)
             rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
         else:
             mreq = socket.inet_aton(group) + socket.inet_aton(c.interface_address or "0.0.0.0")
             rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        self._watched.remove(rx)
-        self._watch(rx, self._readable)
-
-    def _readable(self) -> None:
-        self._read_datagrams(self.rx)
-
-    def _send(self, data: bytes) -> bool:
-        return self._sendto(self.tx, data, self.dest)
+        self._watch_rx()

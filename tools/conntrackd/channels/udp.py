@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import socket
 
-from .base import SO_NO_CHECK, Channel, family_of, set_buffers, sockaddr
+from .base import DatagramChannel, family_of, sockaddr
 
 
-class UDPChannel(Channel):
+class UDPChannel(DatagramChannel):
     """A ``UDP`` block: datagrams to the peer's address, received on our own."""
 
     transport = "udp"
@@ -22,27 +22,7 @@ class UDPChannel(Channel):
         c = self.conf
         fam = family_of(c)
         scope = c.ifindex if fam == socket.AF_INET6 else 0
-        tx = self.make_socket(fam, socket.SOCK_DGRAM)
-        self.tx = tx
-        self._watched.append(tx)
-        tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if c.checksum else 1)
-        self.sndbuf = set_buffers(tx, sndbuf=c.sndbuf) or \
-            tx.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        tx.setblocking(False)
+        self._open_tx(fam).setblocking(False)
         self.dest = sockaddr(fam, c.dest_address, c.port, scope)
-
-        rx = self.make_socket(fam, socket.SOCK_DGRAM)
-        self.rx = rx
-        self._watched.append(rx)
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.rcvbuf = set_buffers(rx, rcvbuf=c.rcvbuf) or \
-            rx.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        rx.bind(sockaddr(fam, c.address, c.port, scope))
-        self._watched.remove(rx)
-        self._watch(rx, self._readable)
-
-    def _readable(self) -> None:
-        self._read_datagrams(self.rx)
-
-    def _send(self, data: bytes) -> bool:
-        return self._sendto(self.tx, data, self.dest)
+        self._open_rx(fam, sockaddr(fam, c.address, c.port, scope))
+        self._watch_rx()
