@@ -32,9 +32,10 @@ from pathlib import Path
 from conntrack_tools.conntrackd.cache import Cache
 from conntrack_tools.conntrackd.entry import parse
 from conntrack_tools.conntrackd.kernel import DROP_ALWAYS
-from conntrack_tools.conntrackd.sync.common import CacheOp
+from conntrack_tools.conntrackd.sync.common import CacheOp, StateBatch
 from conntrack_tools.conntrackd.sync.ftfw import DONE, FtfwMachine
-from conntrack_tools.conntrackd.sync.source import CacheSource, apply
+from conntrack_tools.conntrackd.sync.source import CacheSource, apply, apply_batch
+from conntrack_tools.conntrackd.sync.stale import StaleTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("ftfw-multicast", "ftfw-udp6", "notrack-udp", "alarm-multicast")
@@ -93,10 +94,17 @@ def send(a: FtfwMachine) -> list[bytes]:
     return a.flush(20.0)
 
 
-def receive(b: FtfwMachine, datagrams: list[bytes], ext: Cache) -> None:
+def receive(b: FtfwMachine, datagrams: list[bytes], ext: Cache, stale: StaleTracker) -> None:
+    """What the daemon does (``replication._actions``): batches applied, the stale rule's
+    bookkeeping included."""
     for d in datagrams:
         for act in b.receive(d, 20.0):
-            if type(act) is CacheOp:
+            t = type(act)
+            if t is StateBatch:
+                changes: list = []
+                apply_batch(act.items, ext, changes)
+                stale.changed(changes, 20.0)
+            elif t is CacheOp:
                 apply(act, ext)
 
 
@@ -105,6 +113,8 @@ def main() -> None:
     ap.add_argument("--flows", type=int, default=100000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--mix", action="store_true")
+    ap.add_argument("--unbatched", action="store_true",
+                    help="receive one CacheOp per message (the general pipeline)")
     ap.add_argument("--profile", choices=("send", "receive"))
     a = ap.parse_args()
     internal = Cache("internal", drop=DROP_ALWAYS, limit=1 << 22)
@@ -113,6 +123,7 @@ def main() -> None:
     for _ in range(a.repeat):
         m_a = FtfwMachine(CacheSource(internal), seq=1, window=300, bulk_on_start=False)
         m_b = FtfwMachine(None, seq=1 << 20, window=300, bulk_on_start=False)
+        m_b.batch_states = not a.unbatched
         handshake(m_a, m_b)
         ext = Cache("external", drop=DROP_ALWAYS, limit=1 << 22)
         if a.profile == "send":
@@ -124,13 +135,13 @@ def main() -> None:
         dgrams = send(m_a)
         best_send = min(best_send, time.process_time() - t)
         if a.profile == "receive":
-            cProfile.runctx("receive(m_b, d, ext)", globals(),
+            cProfile.runctx("receive(m_b, d, ext, StaleTracker())", globals(),
                             {"receive": receive, "m_b": m_b, "d": dgrams, "ext": ext},
                             "/tmp/sync_bulk.prof")
             pstats.Stats("/tmp/sync_bulk.prof").sort_stats("tottime").print_stats(25)
             return
         t = time.process_time()
-        receive(m_b, dgrams, ext)
+        receive(m_b, dgrams, ext, StaleTracker())
         best_recv = min(best_recv, time.process_time() - t)
         assert len(ext) == len(internal), (len(ext), len(internal))
         acks = m_b.flush(20.0)

@@ -48,8 +48,8 @@ from . import entry as E
 from . import handlers as H
 from .channels import ChannelLinks, MultiChannel
 from .kernel import ORIGIN_INJECT
-from .sync.common import CacheOp, Heard, KernelDump, Log
-from .sync.source import CacheSource, apply
+from .sync.common import CacheOp, Heard, KernelDump, Log, StateBatch
+from .sync.source import CacheSource, apply, apply_batch
 from .sync.stale import StaleTracker
 from .syncmode import NET_T_STATE_CT_DEL, NET_T_STATE_EXP_DEL
 from .wire.ctsync import sync_message
@@ -150,6 +150,7 @@ class Replication:
                     pass  # without CAP_NET_ADMIN: the system default
         self.machine = m = make_machine(self.sync, self.source, buffer_size=ch.buffer_size)
         self.source.machine = m
+        m.batch_states = not self.alarm
         ch.on_switch = self._switched
         mode = self.mode
         if mode.settings.disable_external_cache and self.kernel is not None:
@@ -264,7 +265,10 @@ class Replication:
         data = False
         for a in actions:
             t = type(a)
-            if t is CacheOp:
+            if t is StateBatch:
+                data = True
+                self._apply_batch(a, now)
+            elif t is CacheOp:
                 data = True
                 self._apply(a, now)
             elif t is Heard:
@@ -299,6 +303,20 @@ class Replication:
             else:
                 slot = op.shape.slots.get(NTA_TIMEOUT)
                 st.refreshed(key, now, op.values[slot.index] if slot is not None else None)
+
+    def _apply_batch(self, batch: StateBatch, now: float) -> None:
+        """A batch of conntrack state messages (FTFW with an external cache)."""
+        st = self.stale
+        if self.alarm:  # (ALARM returns no batches)
+            for op in batch.ops():
+                self._apply(op, now)
+            return
+        if st is None:
+            apply_batch(batch.items, self.mode.external)
+            return
+        changes: list = []
+        apply_batch(batch.items, self.mode.external, changes)
+        st.changed(changes, now)
 
     def _kernel_dump(self) -> None:
         """NOTRACK ``DisableInternalCache`` answering a RESYNC: the kernel table, as NEW."""

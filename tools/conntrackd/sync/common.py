@@ -125,6 +125,22 @@ class CacheOp(Action):
                 and self.obj == other.obj)
 
 
+class StateBatch(Action):
+    """Received conntrack state messages (CT NEW/UPD/DEL), in order, as one action: what
+    the batched receive path (``Machine.batch_states``) returns instead of one
+    :class:`CacheOp` per message. ``items`` are ``(type, payload, shape, values)``
+    (``type`` 0-2: NEW, UPD, DEL); :meth:`ops` gives the equivalent CacheOps."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[tuple]) -> None:
+        self.items = items
+
+    def ops(self) -> list[CacheOp]:
+        return [CacheOp(_OPS[t], False, False, body, shape, values)
+                for t, body, shape, values in self.items]
+
+
 class Log(Action):
     """A daemon log line (``level`` "notice", "warning", "ERROR")."""
 
@@ -355,6 +371,9 @@ class Machine:
         self.seq = seq & SEQ_MASK
         self.buffer_size = buffer_size
         self.inject = disable_external_cache
+        #: return received conntrack state messages as :class:`StateBatch` actions where
+        #: the mode has a batched path (FTFW), instead of one :class:`CacheOp` each
+        self.batch_states = False
         self.stats = NetworkStats()
         self.tracker = SeqTracker(self.stats)
         #: the transmit queue: entries (object references, :class:`Ctl`, :class:`Direct`)

@@ -52,9 +52,11 @@ queue (a C peer's, emptied by a HELLO, or a daemon that died) is not in any bulk
 from __future__ import annotations
 
 from ..wire import constants as K
+from ..wire.codec import CT_DECODER
+from ..wire.errors import SyncDecodeError
 from .common import (
-    ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, DROP, Ctl, Direct, Log, Machine, after,
-    before, bulk,
+    _HDR, ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, DROP, Ctl, Direct, Heard, Log,
+    Machine, StateBatch, after, before, bulk,
 )
 
 TYPE_CHECKING = False
@@ -111,6 +113,78 @@ class FtfwMachine(Machine):
                    disable_external_cache=sync.disable_external_cache, **kw)
 
     # --- receiving --------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> list[Action]:
+        """:meth:`.common.Machine.receive`; with ``batch_states``, the run of plain
+        conntrack state messages at the front of the datagram (version 1, no flags, each
+        the next sequence number: what a bulk and the event stream are made of) takes a
+        path of its own, with the effects :meth:`_recv` has on them, and comes out as one
+        :class:`.common.StateBatch`; the rest goes through the general pipeline."""
+        tr = self.tracker
+        end = len(data)
+        if not self.batch_states or self.inject or not tr.set or end > K.MAX_DATAGRAM:
+            return Machine.receive(self, data, now)
+        if type(data) is not bytes:
+            data = bytes(data)
+        last = tr.last
+        unpack = _HDR.unpack_from
+        shapes = CT_DECODER._shapes
+        from_bytes = int.from_bytes
+        items: list[tuple] = []
+        window = self.window
+        ack_from = self.ack_from
+        ack_from_set = self.ack_from_set
+        off = 0
+        while end - off >= 8:
+            vt, flags, ln, seq = unpack(data, off)
+            if flags or not 0x10 <= vt <= 0x12 or ln < 8 or ln > end - off \
+                    or seq != (last + 1) & 0xFFFFFFFF:
+                break
+            # _recv of an in-sync DATA message without flags
+            if not ack_from_set:
+                ack_from = seq
+                ack_from_set = True
+            window -= 1
+            if window <= 0:
+                self._queue_ctl(K.NET_F_ACK, ack_from, seq)
+                window = self.window_size
+                ack_from_set = False
+            last = seq
+            body = data[off + 8:off + ln]
+            off += ln
+            cands = shapes.get(ln - 8)
+            if cands:
+                k = from_bytes(body, "little")
+                for sh in cands:
+                    if k & sh.mask == sh.expected:
+                        items.append((vt & 0x0F, body, sh, sh.unpack_from(body)))
+                        break
+                else:
+                    cands = None
+            if not cands:
+                try:
+                    sh, values = CT_DECODER.values(body, 0, len(body))
+                except SyncDecodeError as e:
+                    self.stats.count(e.reason)
+                    continue
+                items.append((vt & 0x0F, body, sh, values))
+        if not off:
+            return Machine.receive(self, data, now)
+        tr.last = last
+        self.window = window
+        self.ack_from = ack_from
+        self.ack_from_set = ack_from_set
+        self.peer_hello = False
+        self.peer_episode = False
+        out: list[Action] = [StateBatch(items)] if items else []
+        if off < end:
+            rest = Machine.receive(self, data[off:], now)
+            if rest and type(rest[-1]) is Heard:
+                out += rest
+                return out
+            out += rest
+        out.append(Heard())
+        return out
+
     def _recv(self, msg, now: float, out: list[Action]) -> str:
         flags = msg.flags
         seq = msg.seq

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import struct
 
-from ..cache import DEAD, STATUS_MASK, parse_expect
+from ..cache import DEAD, META, NEW, STATUS_MASK, parse_expect
 from ..entry import _attrs_by_shape, split
 from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs
+from .common import CacheOp
 from .entries import entry_parts
+from .stale import REMOVED
 from .entries import render as render_entry
 
 TYPE_CHECKING = False
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from typing import Iterator
 
     from ..cache import Cache, ExpectCache
-    from .common import CacheOp
 
 
 class CacheSource:
@@ -121,3 +122,83 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | Non
     else:
         cache.update_force(p)
     return p.key
+
+
+_OPS = ("new", "update", "delete")
+_NONE = object()
+NTA_TIMEOUT = 6
+
+
+def apply_batch(items: list[tuple], ct: Cache, changes: list | None = None) -> None:
+    """:func:`apply` of every conntrack state message of a
+    :class:`~.common.StateBatch` (``items``: ``(type, payload, shape, values)``), in one
+    loop: the common cases (a compiled payload layout; an UPDATE or a NEW of an entry
+    the cache does not have) are done inline, the rest by :func:`apply` and the cache's
+    methods, with the same results and counters. ``changes`` receives, in order,
+    ``(key, timeout)`` of every NEW/UPDATE applied (``timeout`` None when the message
+    carried none) and ``(key, REMOVED)`` of every DELETE (what
+    :meth:`.stale.StaleTracker.changed` takes)."""
+    d = ct._d
+    drop = ct.drop
+    limit = ct.limit
+    now = int(ct.clock())
+    born = META.pack(NEW, now, now)
+    memo_key = ("batch", drop)
+    added = 0
+    for mtype, body, shape, values in items:
+        memo = shape.cache.get(memo_key)
+        if memo is None:
+            ps = shape.slots.get(2)
+            ts = shape.slots.get(NTA_TIMEOUT)
+            memo = shape.cache[memo_key] = (ps.index if ps is not None else None,
+                                            ts.index if ts is not None else None, {})
+        pi, ti, byproto = memo
+        made = None
+        if pi is not None:
+            proto = values[pi]
+            fn = byproto.get(proto, _NONE)
+            if fn is not _NONE:
+                if fn is not None:
+                    made = fn(values, None)
+            else:
+                fn = _entry_fn(shape, proto, drop)
+                if fn is not None:
+                    made = fn(values, None)  # compiles the layout on first use
+                byproto[proto] = _entry_fn(shape, proto, drop)
+        if made is None:
+            key = apply(CacheOp(_OPS[mtype], False, False, body, shape, values), ct)
+            if key is None:
+                continue
+        else:
+            key, flags, attrs, layout = made
+            if mtype == 2:
+                ct.delete(key)
+            elif key not in d and len(d) < limit:  # NEW or UPDATE of a new entry: add
+                d[key] = (META.pack(NEW | flags, now, now) if flags else born) + attrs
+                added += 1
+            elif mtype == 1:
+                ct.update_force_raw(key, flags, attrs, layout)
+            else:
+                if key in d:
+                    ct.delete(key)
+                ct.add_raw(key, flags, attrs)
+        if changes is not None:
+            changes.append((key, REMOVED if mtype == 2 else
+                            values[ti] if ti is not None else None))
+    if added:
+        ct.stats.add_ok += added
+        ct.active += added
+
+
+def _entry_fn(shape, proto: int, drop: tuple):
+    """The compiled entry function of a payload layout and protocol (what
+    :func:`.entries.entry_parts` looks up), None for the general path."""
+    from .entries import _NONE as NONE, _compile_entry
+
+    cache = shape.cache
+    k = ("entry", proto, drop)
+    fn = cache.get(k, NONE)
+    if fn is NONE:
+        fn = cache[k] = _compile_entry(shape.slots, proto, drop,
+                                       lambda f: cache.__setitem__(k, f))
+    return fn

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import heapq
 
+REMOVED = -1
+"""The timeout of a removed entry in :meth:`StaleTracker.changed`."""
 GRACE = 120.0
 INTERVAL = 600.0
 QUIET = 5.0
@@ -70,6 +72,25 @@ class StaleTracker:
             if len(self._heap) > 2 * len(last) + 1024:
                 self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
                 heapq.heapify(self._heap)
+
+    def changed(self, changes: list[tuple], now: float) -> None:
+        """:meth:`refreshed` or :meth:`removed` of each ``(key, timeout)`` in order
+        (``timeout`` :data:`REMOVED`: removed), the applied messages of one datagram."""
+        last = self.last
+        heap = self._heap
+        grace = now + self.grace
+        for key, timeout in changes:
+            if timeout == REMOVED:
+                last.pop(key, None)
+                continue
+            due = grace + (timeout or 0)
+            old = last.get(key)
+            last[key] = (now, due)
+            if old is None or due < old[1]:
+                heapq.heappush(heap, (due, id(key), key))
+        if len(heap) > 2 * len(last) + 1024:
+            self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
+            heapq.heapify(self._heap)
 
     def removed(self, key) -> None:
         self.last.pop(key, None)
