@@ -90,6 +90,30 @@ def test_hello_back_answers_a_peer_saying_hello_on_every_message() -> None:
     assert [x.flags for x in sent(m.flush(1.1))] == [0]
 
 
+def test_a_hello_is_answered_at_once_and_once_per_episode() -> None:
+    m, _ = ready()
+    m.receive(ctl(ALIVE | HELLO, PEER + 1), 1.0)  # nothing else to send
+    assert names(sent(m.flush(1.0))) == ["CTL/ALIVE|HELLO_BACK"]
+    m.receive(data(1, PEER + 2, HELLO), 1.1)  # still saying HELLO: no second answer
+    assert m.flush(1.1) == []
+
+
+def test_a_node_started_later_passes_data_after_one_round_trip() -> None:
+    b = FtfwMachine(None, seq=PEER, window=5)
+    b.tick(0.0)
+    b.flush(0.0)  # its HELLO went nowhere: the other node was not up yet
+    a, src = machine()
+    a.enqueue(src.add(make_flow(1)))
+    a.tick(0.5)
+    got = []
+    for _ in range(4):  # no timer fires: every answer leaves at once
+        for x, y in ((a, b), (b, a)):
+            for d in x.flush(0.5):
+                got += [op for op in y.receive(d, 0.5) if type(op) is CacheOp]
+    assert a.hello == b.hello == "done"
+    assert got and all((op.op, op.obj) == ("new", make_flow(1).copy(family=2)) for op in got)
+
+
 def test_only_alive_carries_hello() -> None:
     m, _ = machine(window=2)
     m.tick(0.0)

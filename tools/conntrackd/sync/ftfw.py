@@ -103,6 +103,7 @@ class FtfwMachine(Machine):
         self.peer_episode = False           # the peer's HELLO episode was handled
         self.bulk_on_start = bulk_on_start
         self.hello_alive: Ctl | None = None  # the ALIVE|HELLO waiting to leave
+        self.hello_answer: Ctl | None = None  # an ALIVE queued to answer a HELLO
 
     @classmethod
     def from_config(cls, sync, source: Source | None = None, **kw) -> "FtfwMachine":
@@ -200,6 +201,8 @@ class FtfwMachine(Machine):
                 self._peer_started()
             elif not tr.set or (not self.peer_hello and seq != tr.expected):
                 self._peer_started()  # first contact, or maybe a restart
+            if not self.peer_hello:
+                self._answer_hello()
             self.peer_hello = True
         else:
             self.peer_hello = False
@@ -318,6 +321,16 @@ class FtfwMachine(Machine):
         if self.fence is None or before(first_missing, self.fence):
             self._want_resync()
 
+    def _answer_hello(self) -> None:
+        """The peer's HELLO is answered at once (an ALIVE that carries HELLO_BACK, unless
+        something else leaves first): the C daemon answers on its next message, up to
+        its 1 s alive timer later, and the peer holds its data until then."""
+        if self.hello != DONE:
+            if self.hello_alive is None:
+                self.hello_alive = Ctl(K.NET_F_ALIVE)
+        elif not self.txq:
+            self.hello_answer = self._queue_ctl(K.NET_F_ALIVE)
+
     def _handshake_done(self, out: list[Action]) -> None:
         self.hello = DONE
         if self.resync_wanted:
@@ -373,6 +386,11 @@ class FtfwMachine(Machine):
             return out
         if self.hello != DONE:  # everything else waits for the HELLO_BACK, in order
             return []
+        answer = self.hello_answer
+        if answer is not None:  # not needed when other messages leave with it
+            self.hello_answer = None
+            if len(self.txq) > 1 and answer in self.txq:
+                del self.txq[answer]
         return super().flush(now, limit)
 
     def _transmit(self, entry, now: float) -> bytes | None:
