@@ -101,9 +101,7 @@ def receive(b: FtfwMachine, datagrams: list[bytes], ext: Cache, stale: StaleTrac
         for act in b.receive(d, 20.0):
             t = type(act)
             if t is StateBatch:
-                changes: list = []
-                apply_batch(act.items, ext, changes)
-                stale.changed(changes, 20.0)
+                apply_batch(act.items, ext, stale, 20.0)
             elif t is CacheOp:
                 apply(act, ext)
 

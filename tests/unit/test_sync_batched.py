@@ -174,9 +174,7 @@ def test_apply_batch_equals_apply_message_by_message() -> None:
             else:
                 slot = shape.slots.get(6)
                 st_one.refreshed(key, now, values[slot.index] if slot is not None else None)
-        changes: list = []
-        apply_batch(chunk, many, changes)
-        st_many.changed(changes, now)
+        apply_batch(chunk, many, st_many, now)
     assert many._d == one._d
     assert many.stats.as_dict() == one.stats.as_dict()
     assert (many.active, many.stats.add_fail_enospc > 0) == (one.active, True)

@@ -306,17 +306,11 @@ class Replication:
 
     def _apply_batch(self, batch: StateBatch, now: float) -> None:
         """A batch of conntrack state messages (FTFW with an external cache)."""
-        st = self.stale
         if self.alarm:  # (ALARM returns no batches)
             for op in batch.ops():
                 self._apply(op, now)
             return
-        if st is None:
-            apply_batch(batch.items, self.mode.external)
-            return
-        changes: list = []
-        apply_batch(batch.items, self.mode.external, changes)
-        st.changed(changes, now)
+        apply_batch(batch.items, self.mode.external, self.stale, now)
 
     def _kernel_dump(self) -> None:
         """NOTRACK ``DisableInternalCache`` answering a RESYNC: the kernel table, as NEW."""

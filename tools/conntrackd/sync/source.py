@@ -14,6 +14,7 @@ path :func:`..wire.ctsync.payload_flow_attrs` + :func:`..entry.split` for the re
 from __future__ import annotations
 
 import struct
+from heapq import heappush
 
 from ..cache import DEAD, META, NEW, STATUS_MASK, parse_expect
 from ..entry import _attrs_by_shape, split
@@ -21,7 +22,7 @@ from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs
 from .common import CacheOp
 from .entries import entry_parts
-from .stale import REMOVED
+from .stale import StaleTracker
 from .entries import render as render_entry
 
 TYPE_CHECKING = False
@@ -129,29 +130,35 @@ _NONE = object()
 NTA_TIMEOUT = 6
 
 
-def apply_batch(items: list[tuple], ct: Cache, changes: list | None = None) -> None:
+def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None,
+                now: float = 0.0) -> None:
     """:func:`apply` of every conntrack state message of a
     :class:`~.common.StateBatch` (``items``: ``(type, payload, shape, values)``), in one
     loop: the common cases (a compiled payload layout; an UPDATE or a NEW of an entry
     the cache does not have) are done inline, the rest by :func:`apply` and the cache's
-    methods, with the same results and counters. ``changes`` receives, in order,
-    ``(key, timeout)`` of every NEW/UPDATE applied (``timeout`` None when the message
-    carried none) and ``(key, REMOVED)`` of every DELETE (what
-    :meth:`.stale.StaleTracker.changed` takes)."""
+    methods, with the same results and counters. With ``stale``, every NEW/UPDATE
+    applied is :meth:`~.stale.StaleTracker.refreshed` at ``now`` (with the TIMEOUT it
+    carries) and every DELETE :meth:`~.stale.StaleTracker.removed`, inline too."""
     d = ct._d
     drop = ct.drop
     limit = ct.limit
-    now = int(ct.clock())
-    born = META.pack(NEW, now, now)
-    memo_key = ("batch", drop)
+    stamp = int(ct.clock())
+    born: dict[int, bytes] = {}
+    memos = _MEMOS.get(drop)
+    if memos is None:
+        memos = _MEMOS[drop] = {}
+    if stale is not None:
+        last = stale.last
+        heap = stale._heap
+        grace = stale.grace
     added = 0
     for mtype, body, shape, values in items:
-        memo = shape.cache.get(memo_key)
+        memo = memos.get(shape)
         if memo is None:
             ps = shape.slots.get(2)
             ts = shape.slots.get(NTA_TIMEOUT)
-            memo = shape.cache[memo_key] = (ps.index if ps is not None else None,
-                                            ts.index if ts is not None else None, {})
+            memo = memos[shape] = (ps.index if ps is not None else None,
+                                   ts.index if ts is not None else None, {})
         pi, ti, byproto = memo
         made = None
         if pi is not None:
@@ -174,7 +181,10 @@ def apply_batch(items: list[tuple], ct: Cache, changes: list | None = None) -> N
             if mtype == 2:
                 ct.delete(key)
             elif key not in d and len(d) < limit:  # NEW or UPDATE of a new entry: add
-                d[key] = (META.pack(NEW | flags, now, now) if flags else born) + attrs
+                head = born.get(flags)
+                if head is None:
+                    head = born[flags] = META.pack(NEW | flags, stamp, stamp)
+                d[key] = head + attrs
                 added += 1
             elif mtype == 1:
                 ct.update_force_raw(key, flags, attrs, layout)
@@ -182,12 +192,27 @@ def apply_batch(items: list[tuple], ct: Cache, changes: list | None = None) -> N
                 if key in d:
                     ct.delete(key)
                 ct.add_raw(key, flags, attrs)
-        if changes is not None:
-            changes.append((key, REMOVED if mtype == 2 else
-                            values[ti] if ti is not None else None))
+        if stale is None:
+            continue
+        if mtype == 2:  # StaleTracker.removed
+            last.pop(key, None)
+            continue
+        # StaleTracker.refreshed (the heap stays compact: see StaleTracker.changed)
+        due = now + ((values[ti] or 0) if ti is not None else 0) + grace
+        old = last.get(key)
+        last[key] = (now, due)
+        if old is None or due < old[1]:
+            heappush(heap, (due, id(key), key))
     if added:
         ct.stats.add_ok += added
         ct.active += added
+    if stale is not None:
+        stale.compact()
+
+
+_MEMOS: dict[tuple, dict] = {}
+"""Per dropped-types tuple: payload shape -> (protocol slot, TIMEOUT slot, entry
+function per protocol)."""
 
 
 def _entry_fn(shape, proto: int, drop: tuple):

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import heapq
 
-REMOVED = -1
-"""The timeout of a removed entry in :meth:`StaleTracker.changed`."""
 GRACE = 120.0
 INTERVAL = 600.0
 QUIET = 5.0
@@ -69,27 +67,12 @@ class StaleTracker:
         # that moves the due time later, the common case, pushes nothing
         if old is None or due < old[1]:
             heapq.heappush(self._heap, (due, id(key), key))
-            if len(self._heap) > 2 * len(last) + 1024:
-                self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
-                heapq.heapify(self._heap)
+            self.compact()
 
-    def changed(self, changes: list[tuple], now: float) -> None:
-        """:meth:`refreshed` or :meth:`removed` of each ``(key, timeout)`` in order
-        (``timeout`` :data:`REMOVED`: removed), the applied messages of one datagram."""
-        last = self.last
-        heap = self._heap
-        grace = now + self.grace
-        for key, timeout in changes:
-            if timeout == REMOVED:
-                last.pop(key, None)
-                continue
-            due = grace + (timeout or 0)
-            old = last.get(key)
-            last[key] = (now, due)
-            if old is None or due < old[1]:
-                heapq.heappush(heap, (due, id(key), key))
-        if len(heap) > 2 * len(last) + 1024:
-            self._heap = [(d, id(k), k) for k, (_, d) in last.items()]
+    def compact(self) -> None:
+        """Rebuild the heap when stale pairs make up most of it."""
+        if len(self._heap) > 2 * len(self.last) + 1024:
+            self._heap = [(d, id(k), k) for k, (_, d) in self.last.items()]
             heapq.heapify(self._heap)
 
     def removed(self, key) -> None:
