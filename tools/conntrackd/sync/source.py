@@ -150,6 +150,8 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
     if stale is not None:
         last = stale.last
         heap = stale._heap
+        new = stale._new
+        new_min = stale._new_min
         grace = stale.grace
     added = 0
     for mtype, body, shape, values in items:
@@ -197,16 +199,21 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
         if mtype == 2:  # StaleTracker.removed
             last.pop(key, None)
             continue
-        # StaleTracker.refreshed (the heap stays compact: see StaleTracker.changed)
+        # StaleTracker.refreshed
         due = now + ((values[ti] or 0) if ti is not None else 0) + grace
         old = last.get(key)
         last[key] = (now, due)
-        if old is None or due < old[1]:
+        if old is None:
+            new.append(key)
+            if due < new_min:
+                new_min = due
+        elif due < old[1]:
             heappush(heap, (due, id(key), key))
     if added:
         ct.stats.add_ok += added
         ct.active += added
     if stale is not None:
+        stale._new_min = new_min
         stale.compact()
 
 

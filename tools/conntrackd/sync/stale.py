@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 
+_INF = float("inf")
 GRACE = 120.0
 INTERVAL = 600.0
 QUIET = 5.0
@@ -45,6 +46,10 @@ class StaleTracker:
         self.alive_window = alive_window
         self.last: dict = {}          # key -> (refreshed at, candidate from)
         self._heap: list = []         # (candidate from, key), stale pairs skipped
+        #: keys added since the heap last took them in (a heap push per new key is most
+        #: of the cost of a bulk's bookkeeping), and the earliest of their due times
+        self._new: list = []
+        self._new_min = _INF
         self.heard_at: float | None = None
         self.data_at: float | None = None
         self.requested_at: float | None = None
@@ -65,15 +70,32 @@ class StaleTracker:
         # the heap holds, for every key, an entry no later than its due time (one that
         # is earlier is pushed again with the due time when it comes up): a refresh
         # that moves the due time later, the common case, pushes nothing
-        if old is None or due < old[1]:
+        if old is None:
+            self._new.append(key)
+            if due < self._new_min:
+                self._new_min = due
+            if len(self._new) > len(last) + 1024:
+                self.compact()
+        elif due < old[1]:
             heapq.heappush(self._heap, (due, id(key), key))
             self.compact()
 
     def compact(self) -> None:
-        """Rebuild the heap when stale pairs make up most of it."""
-        if len(self._heap) > 2 * len(self.last) + 1024:
+        """Rebuild the heap when stale pairs (or keys removed and added again) make up
+        most of it."""
+        if len(self._heap) + len(self._new) > 2 * len(self.last) + 1024:
             self._heap = [(d, id(k), k) for k, (_, d) in self.last.items()]
             heapq.heapify(self._heap)
+            self._new.clear()
+            self._new_min = _INF
+
+    def _merge(self) -> None:
+        """The new keys into the heap (with their current due times)."""
+        last = self.last
+        self._heap.extend((last[k][1], id(k), k) for k in self._new if k in last)
+        heapq.heapify(self._heap)
+        self._new.clear()
+        self._new_min = _INF
 
     def removed(self, key) -> None:
         self.last.pop(key, None)
@@ -81,6 +103,8 @@ class StaleTracker:
     def clear(self) -> None:
         self.last.clear()
         self._heap.clear()
+        self._new.clear()
+        self._new_min = _INF
 
     def heard(self, now: float, data: bool) -> None:
         """A valid message arrived (``data``: a state message)."""
@@ -93,6 +117,14 @@ class StaleTracker:
         """The earliest due time; with ``now``, a due time still to come may be a
         lower bound (the heap is cleaned when it comes: one early wake-up at most,
         instead of work at every call while a bulk refreshes every entry)."""
+        if self._new and (now is None or self._new_min <= now):
+            self._merge()
+        first = self._heap_first(now)
+        if self._new and (first is None or self._new_min < first):
+            return self._new_min  # (only with now: a lower bound still to come)
+        return first
+
+    def _heap_first(self, now: float | None) -> float | None:
         heap = self._heap
         while heap:
             due, _, key = heap[0]
@@ -111,7 +143,7 @@ class StaleTracker:
         """Whether to ask the peer for a resync now (and remember that we did)."""
         if self.requested_at is not None:
             return False
-        first = self._first_candidate()
+        first = self._first_candidate(now)  # a lower bound when later than now
         if first is None or first > now:
             return False
         if self.heard_at is None or now - self.heard_at > self.alive_window:
