@@ -183,4 +183,4 @@ def test_apply_batch_equals_apply_message_by_message() -> None:
         (d, k) for d, _, k in st_one._heap)
     assert (st_many._new, st_many._new_min) == (st_one._new, st_one._new_min)
     assert st_many._first_candidate() == st_one._first_candidate() == min(
-        due for _, due in st_one.last.values())
+        due for due in st_one.last.values())

@@ -98,7 +98,7 @@ def test_first_candidate_is_the_earliest_due_time(ops) -> None:
             t.removed(key)
         else:
             t.refreshed(key, now, timeout)
-        want = min((due for _, due in t.last.values()), default=None)
+        want = min((due for due in t.last.values()), default=None)
         deadline = t.next_deadline(now)  # may be early (a lower bound), never late
         if want is not None:
             assert deadline is not None and deadline <= max(want, now + 1.0)

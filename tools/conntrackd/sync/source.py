@@ -202,12 +202,12 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
         # StaleTracker.refreshed
         due = now + ((values[ti] or 0) if ti is not None else 0) + grace
         old = last.get(key)
-        last[key] = (now, due)
+        last[key] = due
         if old is None:
             new.append(key)
             if due < new_min:
                 new_min = due
-        elif due < old[1]:
+        elif due < old:
             heappush(heap, (due, id(key), key))
     if added:
         ct.stats.add_ok += added

@@ -44,7 +44,9 @@ class StaleTracker:
         self.interval = interval
         self.quiet = quiet
         self.alive_window = alive_window
-        self.last: dict = {}          # key -> (refreshed at, candidate from)
+        if grace <= 0:
+            raise ValueError("grace must be positive")
+        self.last: dict = {}          # key -> candidate from (its due time)
         self._heap: list = []         # (candidate from, key), stale pairs skipped
         #: keys added since the heap last took them in (a heap push per new key is most
         #: of the cost of a bulk's bookkeeping), and the earliest of their due times
@@ -66,7 +68,7 @@ class StaleTracker:
         due = now + (timeout or 0) + self.grace
         last = self.last
         old = last.get(key)
-        last[key] = (now, due)
+        last[key] = due
         # the heap holds, for every key, an entry no later than its due time (one that
         # is earlier is pushed again with the due time when it comes up): a refresh
         # that moves the due time later, the common case, pushes nothing
@@ -76,7 +78,7 @@ class StaleTracker:
                 self._new_min = due
             if len(self._new) > len(last) + 1024:
                 self.compact()
-        elif due < old[1]:
+        elif due < old:
             heapq.heappush(self._heap, (due, id(key), key))
             self.compact()
 
@@ -84,7 +86,7 @@ class StaleTracker:
         """Rebuild the heap when stale pairs (or keys removed and added again) make up
         most of it."""
         if len(self._heap) + len(self._new) > 2 * len(self.last) + 1024:
-            self._heap = [(d, id(k), k) for k, (_, d) in self.last.items()]
+            self._heap = [(d, id(k), k) for k, d in self.last.items()]
             heapq.heapify(self._heap)
             self._new.clear()
             self._new_min = _INF
@@ -92,7 +94,7 @@ class StaleTracker:
     def _merge(self) -> None:
         """The new keys into the heap (with their current due times)."""
         last = self.last
-        self._heap.extend((last[k][1], id(k), k) for k in self._new if k in last)
+        self._heap.extend((last[k], id(k), k) for k in self._new if k in last)
         heapq.heapify(self._heap)
         self._new.clear()
         self._new_min = _INF
@@ -131,10 +133,10 @@ class StaleTracker:
             if now is not None and due > now:
                 return due
             cur = self.last.get(key)
-            if cur is not None and cur[1] == due:
+            if cur == due:
                 return due
-            if cur is not None and cur[1] > due:  # refreshed since: its later due time
-                heapq.heapreplace(heap, (cur[1], id(key), key))
+            if cur is not None and cur > due:  # refreshed since: its later due time
+                heapq.heapreplace(heap, (cur, id(key), key))
             else:
                 heapq.heappop(heap)
         return None
@@ -167,8 +169,8 @@ class StaleTracker:
             return []
         self.requested_at = None
         out = []
-        for key, (at, due) in self.last.items():
-            if at < t and due <= t:
+        for key, due in self.last.items():
+            if due <= t:  # (refreshed before t: a due time is later than its refresh)
                 out.append(key)
         for key in out:
             del self.last[key]
