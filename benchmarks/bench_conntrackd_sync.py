@@ -6,7 +6,8 @@ two private namespaces, :mod:`tests.helpers.syncpair`) runs:
 1. **bulk resync**: the primary's table holds ``--flows`` entries (100,000), already
    replicated; the backup flushes its external cache (``-f external``) and asks for a
    resync (``-n``): time until its external cache holds them all again (and how many
-   it has when ``--wait`` runs out);
+   it has when ``--wait`` runs out); also the backup's RSS growth per flow once it
+   first holds them (its external cache and what goes with it);
 2. **burst**: on a fresh pair, ``--burst`` entries (50,000) are created as fast as the
    kernel takes them, then the table is flushed (as many DESTROY events): time until the
    backup's external cache holds every entry, then until it is empty again, and the
@@ -44,6 +45,15 @@ def active(p: SyncPair, side: str, cache: str) -> int:
     return int(m.group(1)) if m else -1
 
 
+def rss(pid: int) -> int:
+    """The resident set of a process, bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def fill(p: SyncPair, n: int, base: int = 0) -> None:
     for start in range(0, n, 10000):
         make_flows(p.ns("a"), min(10000, n - start), base=base + start)
@@ -69,8 +79,10 @@ PREFIX = "repl"
 def bench_resync(kind: str, n: int, wait: float, backup: str | None = None) -> None:
     """``kind`` pair, or with ``backup`` a mixed pair (primary ``kind``)."""
     with SyncPair(kind, backup or kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
+        rss0 = rss(p.b.proc.pid)
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
+        held = (rss(p.b.proc.pid) - rss0) / n
         p.b.request(H.CT_FLUSH_EXT_CACHE)
         t0 = time.monotonic()
         p.b.request(H.REQUEST_DUMP)
@@ -78,7 +90,8 @@ def bench_resync(kind: str, n: int, wait: float, backup: str | None = None) -> N
         got = active(p, "b", "external")
         name = f"{kind}->{backup}" if backup else f"{kind:>5} pair"
         print(f"{name:>10}  resync of {n} flows (-n): {fmt(t)}  "
-              f"external cache {got}/{n}  (total {time.monotonic() - t0:.2f} s)", flush=True)
+              f"external cache {got}/{n}  (total {time.monotonic() - t0:.2f} s); the backup "
+              f"holding them: {held:.0f} bytes per flow", flush=True)
 
 
 def bench_burst(kind: str, n: int, wait: float) -> None:

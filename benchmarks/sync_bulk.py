@@ -35,7 +35,6 @@ from conntrack_tools.conntrackd.kernel import DROP_ALWAYS
 from conntrack_tools.conntrackd.sync.common import CacheOp, StateBatch
 from conntrack_tools.conntrackd.sync.ftfw import DONE, FtfwMachine
 from conntrack_tools.conntrackd.sync.source import CacheSource, apply, apply_batch
-from conntrack_tools.conntrackd.sync.stale import StaleTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("ftfw-multicast", "ftfw-udp6", "notrack-udp", "alarm-multicast")
@@ -94,14 +93,13 @@ def send(a: FtfwMachine) -> list[bytes]:
     return a.flush(20.0)
 
 
-def receive(b: FtfwMachine, datagrams: list[bytes], ext: Cache, stale: StaleTracker) -> None:
-    """What the daemon does (``replication._actions``): batches applied, the stale rule's
-    bookkeeping included."""
+def receive(b: FtfwMachine, datagrams: list[bytes], ext: Cache) -> None:
+    """What the daemon does (``replication._actions``): batches applied."""
     for d in datagrams:
         for act in b.receive(d, 20.0):
             t = type(act)
             if t is StateBatch:
-                apply_batch(act.items, ext, stale, 20.0)
+                apply_batch(act.items, ext)
             elif t is CacheOp:
                 apply(act, ext)
 
@@ -133,13 +131,13 @@ def main() -> None:
         dgrams = send(m_a)
         best_send = min(best_send, time.process_time() - t)
         if a.profile == "receive":
-            cProfile.runctx("receive(m_b, d, ext, StaleTracker())", globals(),
+            cProfile.runctx("receive(m_b, d, ext)", globals(),
                             {"receive": receive, "m_b": m_b, "d": dgrams, "ext": ext},
                             "/tmp/sync_bulk.prof")
             pstats.Stats("/tmp/sync_bulk.prof").sort_stats("tottime").print_stats(25)
             return
         t = time.process_time()
-        receive(m_b, dgrams, ext, StaleTracker())
+        receive(m_b, dgrams, ext)
         best_recv = min(best_recv, time.process_time() - t)
         assert len(ext) == len(internal), (len(ext), len(internal))
         acks = m_b.flush(20.0)

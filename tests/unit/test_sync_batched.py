@@ -16,7 +16,6 @@ from conntrack_tools.conntrackd.entry import parse
 from conntrack_tools.conntrackd.sync.common import CacheOp, Heard, StateBatch
 from conntrack_tools.conntrackd.sync.ftfw import FtfwMachine
 from conntrack_tools.conntrackd.sync.source import apply, apply_batch
-from conntrack_tools.conntrackd.sync.stale import StaleTracker
 from conntrack_tools.conntrackd.wire import constants as K
 from conntrack_tools.conntrackd.wire.codec import decode_datagram
 
@@ -157,30 +156,16 @@ def test_apply_batch_equals_apply_message_by_message() -> None:
                       + body, 1.0) if type(x) is CacheOp]]
     assert len(items) == 2000
     assert len({t for t, *_ in items}) == 3
-    clock = iter(range(1000, 100000))
-    one = Cache("external", limit=8, clock=lambda: 1000.0)
-    many = Cache("external", limit=8, clock=lambda: 1000.0)
-    st_one, st_many = StaleTracker(), StaleTracker()
+    now = [1000.0]
+    one = Cache("external", limit=8, clock=lambda: now[0])
+    many = Cache("external", limit=8, clock=lambda: now[0])
     for i in range(0, len(items), 17):
+        now[0] += 1.5
         chunk = items[i:i + 17]
-        now = float(next(clock))
         for mtype, body, shape, values in chunk:
-            key = apply(CacheOp(("new", "update", "delete")[mtype], False, False, body, shape,
-                                values), one)
-            if key is None:
-                continue
-            if mtype == 2:
-                st_one.removed(key)
-            else:
-                slot = shape.slots.get(6)
-                st_one.refreshed(key, now, values[slot.index] if slot is not None else None)
-        apply_batch(chunk, many, st_many, now)
+            apply(CacheOp(("new", "update", "delete")[mtype], False, False, body, shape,
+                          values), one)
+        apply_batch(chunk, many)
     assert many._d == one._d
     assert many.stats.as_dict() == one.stats.as_dict()
     assert (many.active, many.stats.add_fail_enospc > 0) == (one.active, True)
-    assert st_many.last == st_one.last
-    assert sorted((d, k) for d, _, k in st_many._heap) == sorted(
-        (d, k) for d, _, k in st_one._heap)
-    assert (st_many._new, st_many._new_min) == (st_one._new, st_one._new_min)
-    assert st_many._first_candidate() == st_one._first_candidate() == min(
-        due for due in st_one.last.values())

@@ -50,11 +50,10 @@ from .channels import ChannelLinks, MultiChannel
 from .kernel import ORIGIN_INJECT
 from .sync.common import CacheOp, Heard, KernelDump, Log, StateBatch
 from .sync.source import CacheSource, apply, apply_batch
-from .sync.stale import StaleTracker
+from .sync.stale import Scan, StaleTracker, stale_keys
 from .syncmode import NET_T_STATE_CT_DEL, NET_T_STATE_EXP_DEL
 from .wire.ctsync import sync_message
 
-NTA_TIMEOUT = 6
 SO_RCVBUFFORCE = 33
 RCVBUF_DEFAULT = 32 << 20
 """The receive buffer of a datagram channel without ``RcvSocketBuffer``: 1.4.7 keeps the
@@ -131,6 +130,7 @@ class Replication:
         self._timer: Any = None
         self._timer_at: float | None = None
         self._kicked = False
+        self._scan: Scan | None = None  # the stale rule's scan of the external cache
         self._closed = False
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class Replication:
                 if channel is not None:
                     self.channels.set_current(channel)
                 if self.stale is not None:
-                    self.stale.heard(now, data)
+                    self.stale.heard(self.mode.external.clock(), data)
             elif t is Log:
                 self.log(_LEVELS.get(a.level, a.level), a.message)
             elif t is KernelDump:
@@ -296,13 +296,6 @@ class Replication:
             else:
                 self._alarm_exp[key] = now + self.sync.cache_timeout
             return
-        st = self.stale
-        if st is not None:
-            if op.op == "delete":
-                st.removed(key)
-            else:
-                slot = op.shape.slots.get(NTA_TIMEOUT)
-                st.refreshed(key, now, op.values[slot.index] if slot is not None else None)
 
     def _apply_batch(self, batch: StateBatch, now: float) -> None:
         """A batch of conntrack state messages (FTFW with an external cache)."""
@@ -310,7 +303,7 @@ class Replication:
             for op in batch.ops():
                 self._apply(op, now)
             return
-        apply_batch(batch.items, self.mode.external, self.stale, now)
+        apply_batch(batch.items, self.mode.external)
 
     def _kernel_dump(self) -> None:
         """NOTRACK ``DisableInternalCache`` answering a RESYNC: the kernel table, as NEW."""
@@ -347,16 +340,30 @@ class Replication:
         self._arm()
 
     def _stale_check(self, now: float) -> None:
+        """The bounded external cache (:mod:`.sync.stale`), on the cache's clock: a scan
+        step when one is due or running (the next one in the next loop iteration), the
+        resync request, the sweep after the peer's bulk."""
         st = self.stale
         if st is None:
             return
-        if st.want_resync(now):
+        ext = self.mode.external
+        wall = ext.clock()
+        scan = self._scan
+        if scan is None and st.want_scan(wall):
+            scan = self._scan = Scan(ext, st.grace)
+        if scan is not None:
+            if scan.step():
+                self._scan = None
+                st.scanned(wall, scan.first)
+            else:
+                self._kick()
+        if st.want_resync(wall):
             self.log("notice", "external cache: asking the peer which entries it still has")
             self._actions(self.machine.request_resync(), None, now)
-        gone = st.sweep(now)
-        if gone:
-            ext = self.mode.external
-            n = sum(1 for key in gone if ext.delete(key))
+        before = st.sweep_before(wall)
+        if before is not None:
+            n = sum(1 for key in stale_keys(ext, st.grace, before) if ext.delete(key))
+            st.removed(n)
             if n:
                 self.log("notice", f"external cache: {n} entries the peer no longer has "
                                    "removed")
@@ -366,8 +373,10 @@ class Replication:
             return
         due = self.machine.next_deadline()
         if self.stale is not None:
-            s = self.stale.next_deadline(self.loop.time())
-            if s is not None:
+            wall = self.mode.external.clock()
+            s = self.stale.next_deadline(wall)
+            if s is not None:  # from the cache's clock to the loop's
+                s = self.loop.time() + (s - wall)
                 due = s if due is None else min(due, s)
         if due is None:
             return
@@ -389,6 +398,5 @@ class Replication:
         if self.machine is not None:
             d["network"] = self.machine.stats.as_dict()
         if self.stale is not None:
-            d["external_tracked"] = len(self.stale)
             d["external_swept"] = self.stale.swept
         return d

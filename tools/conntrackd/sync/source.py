@@ -14,7 +14,6 @@ path :func:`..wire.ctsync.payload_flow_attrs` + :func:`..entry.split` for the re
 from __future__ import annotations
 
 import struct
-from heapq import heappush
 
 from ..cache import DEAD, META, NEW, STATUS_MASK, parse_expect
 from ..entry import _attrs_by_shape, split
@@ -22,7 +21,6 @@ from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs
 from .common import CacheOp
 from .entries import entry_parts
-from .stale import StaleTracker
 from .entries import render as render_entry
 
 TYPE_CHECKING = False
@@ -127,18 +125,14 @@ def apply(op: CacheOp, ct: Cache, exp: ExpectCache | None = None) -> bytes | Non
 
 _OPS = ("new", "update", "delete")
 _NONE = object()
-NTA_TIMEOUT = 6
 
 
-def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None,
-                now: float = 0.0) -> None:
+def apply_batch(items: list[tuple], ct: Cache) -> None:
     """:func:`apply` of every conntrack state message of a
     :class:`~.common.StateBatch` (``items``: ``(type, payload, shape, values)``), in one
     loop: the common cases (a compiled payload layout; an UPDATE or a NEW of an entry
     the cache does not have) are done inline, the rest by :func:`apply` and the cache's
-    methods, with the same results and counters. With ``stale``, every NEW/UPDATE
-    applied is :meth:`~.stale.StaleTracker.refreshed` at ``now`` (with the TIMEOUT it
-    carries) and every DELETE :meth:`~.stale.StaleTracker.removed`, inline too."""
+    methods, with the same results and counters."""
     d = ct._d
     drop = ct.drop
     limit = ct.limit
@@ -147,21 +141,13 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
     memos = _MEMOS.get(drop)
     if memos is None:
         memos = _MEMOS[drop] = {}
-    if stale is not None:
-        last = stale.last
-        heap = stale._heap
-        new = stale._new
-        new_min = stale._new_min
-        grace = stale.grace
     added = 0
     for mtype, body, shape, values in items:
         memo = memos.get(shape)
         if memo is None:
             ps = shape.slots.get(2)
-            ts = shape.slots.get(NTA_TIMEOUT)
-            memo = memos[shape] = (ps.index if ps is not None else None,
-                                   ts.index if ts is not None else None, {})
-        pi, ti, byproto = memo
+            memo = memos[shape] = (ps.index if ps is not None else None, {})
+        pi, byproto = memo
         made = None
         if pi is not None:
             proto = values[pi]
@@ -175,9 +161,7 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
                     made = fn(values, None)  # compiles the layout on first use
                 byproto[proto] = _entry_fn(shape, proto, drop)
         if made is None:
-            key = apply(CacheOp(_OPS[mtype], False, False, body, shape, values), ct)
-            if key is None:
-                continue
+            apply(CacheOp(_OPS[mtype], False, False, body, shape, values), ct)
         else:
             key, flags, attrs, layout = made
             if mtype == 2:
@@ -194,32 +178,14 @@ def apply_batch(items: list[tuple], ct: Cache, stale: StaleTracker | None = None
                 if key in d:
                     ct.delete(key)
                 ct.add_raw(key, flags, attrs)
-        if stale is None:
-            continue
-        if mtype == 2:  # StaleTracker.removed
-            last.pop(key, None)
-            continue
-        # StaleTracker.refreshed
-        due = now + ((values[ti] or 0) if ti is not None else 0) + grace
-        old = last.get(key)
-        last[key] = due
-        if old is None:
-            new.append(key)
-            if due < new_min:
-                new_min = due
-        elif due < old:
-            heappush(heap, (due, id(key), key))
     if added:
         ct.stats.add_ok += added
         ct.active += added
-    if stale is not None:
-        stale._new_min = new_min
-        stale.compact()
 
 
 _MEMOS: dict[tuple, dict] = {}
-"""Per dropped-types tuple: payload shape -> (protocol slot, TIMEOUT slot, entry
-function per protocol)."""
+"""Per dropped-types tuple: payload shape -> (protocol slot, entry function per
+protocol)."""
 
 
 def _entry_fn(shape, proto: int, drop: tuple):

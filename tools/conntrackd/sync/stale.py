@@ -20,133 +20,142 @@ peer without a single message. The rule (documented in ``docs/conntrackd-sync.md
 
 A silent (dead) peer's entries are never swept: they are what a commit needs.
 
-:class:`StaleTracker` keeps the bookkeeping: :meth:`refreshed` / :meth:`removed` as
-messages are applied, :meth:`heard` for every valid message (``data``: a state message),
-:meth:`want_resync` and :meth:`sweep` at the times :meth:`next_deadline` returns.
+No bookkeeping per message: an entry's due time comes from the cache itself (its
+``lastupdate`` stamp, set by every NEW/UPD applied, and the TIMEOUT it stores;
+:func:`entry_due`), on the cache's clock, which every time given here is on too. The
+candidates are found by scanning the cache every ``scan_every`` seconds (120), in steps of a
+bounded number of entries so that the daemon's loop never stops for long
+(:class:`Scan`); the sweep is one pass over the cache after the peer's bulk.
+
+:class:`StaleTracker` holds the decisions: :meth:`heard` for every valid message
+(``data``: a state message), :meth:`want_scan` / :meth:`scanned`, :meth:`want_resync`
+and :meth:`sweep_before` at the times :meth:`next_deadline` returns.
 """
 from __future__ import annotations
 
-import heapq
+from itertools import islice
 
-_INF = float("inf")
+import struct
+
+from ..cache import META, META_SIZE
+from ..entry import _HH, CTA_TIMEOUT
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cache import Cache
+
 GRACE = 120.0
 INTERVAL = 600.0
 QUIET = 5.0
 ALIVE_WINDOW = 5.0
+SCAN_EVERY = 120.0
+_BE32 = struct.Struct(">I")
+SCAN_STEP = 20000
+"""Entries looked at per scan step (about 20 ms of the loop)."""
+
+
+def entry_due(value: bytes, grace: float) -> float:
+    """When a stored entry becomes a candidate: its ``lastupdate`` plus the TIMEOUT it
+    stores (0 without one) plus ``grace``."""
+    _, _, last = META.unpack_from(value)
+    p = META_SIZE
+    end = len(value) - 4
+    while p <= end:  # the stored attributes, sorted by type
+        ln, t = _HH.unpack_from(value, p)
+        t &= 0x7FFF
+        if t >= CTA_TIMEOUT:
+            if t == CTA_TIMEOUT and ln == 8 and p + 8 <= len(value):
+                return last + _BE32.unpack_from(value, p + 4)[0] + grace
+            break
+        if ln < 4:
+            break
+        p += (ln + 3) & ~3
+    return last + grace
+
+
+class Scan:
+    """A scan of a cache in steps: the earliest due time of its entries (None: empty)."""
+
+    __slots__ = ("_cache", "_keys", "_grace", "first")
+
+    def __init__(self, cache: Cache, grace: float) -> None:
+        self._cache = cache
+        self._keys = iter(list(cache._d))
+        self._grace = grace
+        self.first: float | None = None
+
+    def step(self, n: int = SCAN_STEP) -> bool:
+        """Look at up to ``n`` more entries; True when the scan is complete."""
+        get = self._cache._d.get
+        grace = self._grace
+        first = self.first
+        seen = 0
+        for key in islice(self._keys, n):
+            seen += 1
+            value = get(key)
+            if value is None:
+                continue
+            due = entry_due(value, grace)
+            if first is None or due < first:
+                first = due
+        self.first = first
+        return seen < n
+
+
+def stale_keys(cache: Cache, grace: float, before: float) -> list:
+    """The keys of the entries whose due time is not after ``before``."""
+    return [k for k, v in cache._d.items() if entry_due(v, grace) <= before]
 
 
 class StaleTracker:
-    """External-entry freshness (see the module docstring)."""
+    """The decisions of the rule (see the module docstring); times on the cache's clock."""
 
     def __init__(self, *, grace: float = GRACE, interval: float = INTERVAL,
-                 quiet: float = QUIET, alive_window: float = ALIVE_WINDOW) -> None:
+                 quiet: float = QUIET, alive_window: float = ALIVE_WINDOW,
+                 scan_every: float = SCAN_EVERY) -> None:
+        if grace <= 0:
+            raise ValueError("grace must be positive")
         self.grace = grace
         self.interval = interval
         self.quiet = quiet
         self.alive_window = alive_window
-        if grace <= 0:
-            raise ValueError("grace must be positive")
-        self.last: dict = {}          # key -> candidate from (its due time)
-        self._heap: list = []         # (candidate from, key), stale pairs skipped
-        #: keys added since the heap last took them in (a heap push per new key is most
-        #: of the cost of a bulk's bookkeeping), and the earliest of their due times
-        self._new: list = []
-        self._new_min = _INF
+        self.scan_every = scan_every
+        #: the earliest due time the last complete scan found (None: no entry)
+        self.first_due: float | None = None
+        self.scanned_at: float | None = None
         self.heard_at: float | None = None
         self.data_at: float | None = None
         self.requested_at: float | None = None
         self._last_request: float | None = None
         self.swept = 0
 
-    def __len__(self) -> int:
-        return len(self.last)
-
     # --- input --------------------------------------------------------------------------
-    def refreshed(self, key, now: float, timeout: int | None) -> None:
-        """A NEW/UPD for ``key`` was applied at ``now`` (``timeout``: its TIMEOUT, None
-        when it carried none: then only ``grace`` counts)."""
-        due = now + (timeout or 0) + self.grace
-        last = self.last
-        old = last.get(key)
-        last[key] = due
-        # the heap holds, for every key, an entry no later than its due time (one that
-        # is earlier is pushed again with the due time when it comes up): a refresh
-        # that moves the due time later, the common case, pushes nothing
-        if old is None:
-            self._new.append(key)
-            if due < self._new_min:
-                self._new_min = due
-            if len(self._new) > len(last) + 1024:
-                self.compact()
-        elif due < old:
-            heapq.heappush(self._heap, (due, id(key), key))
-            self.compact()
-
-    def compact(self) -> None:
-        """Rebuild the heap when stale pairs (or keys removed and added again) make up
-        most of it."""
-        if len(self._heap) + len(self._new) > 2 * len(self.last) + 1024:
-            self._heap = [(d, id(k), k) for k, d in self.last.items()]
-            heapq.heapify(self._heap)
-            self._new.clear()
-            self._new_min = _INF
-
-    def _merge(self) -> None:
-        """The new keys into the heap (with their current due times)."""
-        last = self.last
-        self._heap.extend((last[k], id(k), k) for k in self._new if k in last)
-        heapq.heapify(self._heap)
-        self._new.clear()
-        self._new_min = _INF
-
-    def removed(self, key) -> None:
-        self.last.pop(key, None)
-
-    def clear(self) -> None:
-        self.last.clear()
-        self._heap.clear()
-        self._new.clear()
-        self._new_min = _INF
-
     def heard(self, now: float, data: bool) -> None:
         """A valid message arrived (``data``: a state message)."""
         self.heard_at = now
         if data:
             self.data_at = now
 
-    # --- decisions ----------------------------------------------------------------------
-    def _first_candidate(self, now: float | None = None) -> float | None:
-        """The earliest due time; with ``now``, a due time still to come may be a
-        lower bound (the heap is cleaned when it comes: one early wake-up at most,
-        instead of work at every call while a bulk refreshes every entry)."""
-        if self._new and (now is None or self._new_min <= now):
-            self._merge()
-        first = self._heap_first(now)
-        if self._new and (first is None or self._new_min < first):
-            return self._new_min  # (only with now: a lower bound still to come)
-        return first
+    def scanned(self, now: float, first_due: float | None) -> None:
+        """A scan of the cache completed at ``now`` (:class:`Scan`)."""
+        self.scanned_at = now
+        self.first_due = first_due
 
-    def _heap_first(self, now: float | None) -> float | None:
-        heap = self._heap
-        while heap:
-            due, _, key = heap[0]
-            if now is not None and due > now:
-                return due
-            cur = self.last.get(key)
-            if cur == due:
-                return due
-            if cur is not None and cur > due:  # refreshed since: its later due time
-                heapq.heapreplace(heap, (cur, id(key), key))
-            else:
-                heapq.heappop(heap)
-        return None
+    def clear(self) -> None:
+        """The cache was emptied."""
+        self.first_due = None
+
+    # --- decisions ----------------------------------------------------------------------
+    def want_scan(self, now: float) -> bool:
+        """Whether a scan is due (none while a request waits for its sweep)."""
+        return self.requested_at is None and (
+            self.scanned_at is None or now - self.scanned_at >= self.scan_every)
 
     def want_resync(self, now: float) -> bool:
         """Whether to ask the peer for a resync now (and remember that we did)."""
         if self.requested_at is not None:
             return False
-        first = self._first_candidate(now)  # a lower bound when later than now
-        if first is None or first > now:
+        if self.first_due is None or self.first_due > now:
             return False
         if self.heard_at is None or now - self.heard_at > self.alive_window:
             return False
@@ -156,36 +165,37 @@ class StaleTracker:
         self._last_request = now
         return True
 
-    def sweep(self, now: float) -> list:
-        """After a resync request: once the peer's bulk is over, the keys to remove."""
+    def sweep_before(self, now: float) -> float | None:
+        """After a resync request, once the peer's bulk is over: the request's time (every
+        entry due by then was not refreshed since: :func:`stale_keys`); else None."""
         t = self.requested_at
         if t is None:
-            return []
+            return None
         if self.data_at is None or self.data_at < t:
             if now - t > self.interval:  # no answer at all: try again later
                 self.requested_at = None
-            return []
+            return None
         if now - self.data_at < self.quiet:
-            return []
+            return None
         self.requested_at = None
-        out = []
-        for key, due in self.last.items():
-            if due <= t:  # (refreshed before t: a due time is later than its refresh)
-                out.append(key)
-        for key in out:
-            del self.last[key]
-        self.swept += len(out)
-        return out
+        self.scanned_at = None  # what is left is scanned again
+        return t
+
+    def removed(self, n: int) -> None:
+        """``n`` entries were swept."""
+        self.swept += n
 
     def next_deadline(self, now: float) -> float | None:
-        """When :meth:`want_resync` or :meth:`sweep` may change their answer."""
+        """When :meth:`want_scan`, :meth:`want_resync` or :meth:`sweep_before` may change
+        their answer."""
         if self.requested_at is not None:
             if self.data_at is not None and self.data_at >= self.requested_at:
                 return self.data_at + self.quiet
             return self.requested_at + self.interval
-        first = self._first_candidate(now)
-        if first is None:
-            return None
-        if self._last_request is not None:
-            first = max(first, self._last_request + self.interval)
-        return max(first, now + 1.0) if first <= now else first
+        at = now if self.scanned_at is None else self.scanned_at + self.scan_every
+        first = self.first_due
+        if first is not None:
+            if self._last_request is not None:
+                first = max(first, self._last_request + self.interval)
+            at = min(at, max(first, now + 1.0) if first <= now else first)
+        return at
