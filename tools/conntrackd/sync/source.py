@@ -137,29 +137,41 @@ def apply_batch(items: list[tuple], ct: Cache) -> None:
     drop = ct.drop
     limit = ct.limit
     stamp = int(ct.clock())
-    born: dict[int, bytes] = {}
+    last_flags = head = None
     memos = _MEMOS.get(drop)
     if memos is None:
         memos = _MEMOS[drop] = {}
     added = 0
+    last_shape = last_proto = last_fn = None  # the previous message's (most often the same)
+    pi = None
     for mtype, body, shape, values in items:
-        memo = memos.get(shape)
-        if memo is None:
-            ps = shape.slots.get(2)
-            memo = memos[shape] = (ps.index if ps is not None else None, {})
-        pi, byproto = memo
-        made = None
-        if pi is not None:
-            proto = values[pi]
-            fn = byproto.get(proto, _NONE)
-            if fn is not _NONE:
-                if fn is not None:
-                    made = fn(values, None)
+        if shape is last_shape:
+            if pi is None:
+                made = None
+            elif values[pi] == last_proto:
+                made = last_fn(values, None) if last_fn is not None else None
             else:
-                fn = _entry_fn(shape, proto, drop)
-                if fn is not None:
-                    made = fn(values, None)  # compiles the layout on first use
-                byproto[proto] = _entry_fn(shape, proto, drop)
+                last_shape = None
+        if shape is not last_shape:
+            memo = memos.get(shape)
+            if memo is None:
+                ps = shape.slots.get(2)
+                memo = memos[shape] = (ps.index if ps is not None else None, {})
+            pi, byproto = memo
+            made = None
+            last_shape = shape
+            last_fn = None
+            if pi is not None:
+                last_proto = proto = values[pi]
+                fn = byproto.get(proto, _NONE)
+                if fn is _NONE:
+                    fn = _entry_fn(shape, proto, drop)
+                    if fn is not None:
+                        made = fn(values, None)  # compiles the layout on first use
+                    fn = byproto[proto] = _entry_fn(shape, proto, drop)
+                elif fn is not None:
+                    made = fn(values, None)
+                last_fn = fn
         if made is None:
             apply(CacheOp(_OPS[mtype], False, False, body, shape, values), ct)
         else:
@@ -167,9 +179,9 @@ def apply_batch(items: list[tuple], ct: Cache) -> None:
             if mtype == 2:
                 ct.delete(key)
             elif key not in d and len(d) < limit:  # NEW or UPDATE of a new entry: add
-                head = born.get(flags)
-                if head is None:
-                    head = born[flags] = META.pack(NEW | flags, stamp, stamp)
+                if flags != last_flags:
+                    last_flags = flags
+                    head = META.pack(NEW | flags, stamp, stamp)
                 d[key] = head + attrs
                 added += 1
             elif mtype == 1:
