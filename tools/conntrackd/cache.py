@@ -17,7 +17,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Callable, Iterable, Iterator
 
 from . import entry as E
 
@@ -90,6 +90,17 @@ class Cache:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every entry, dead ones included (a snapshot)."""
         return iter(list(self._d.items()))
+
+    @property
+    def lookup(self) -> Callable[[bytes], bytes | None]:
+        """:meth:`get` as the table's own bound method (for loops over many keys)."""
+        return self._d.get
+
+    def live_keys(self) -> list[bytes]:
+        """The keys of the entries that are not dead, in table order (a snapshot)."""
+        if not self._refs:  # a dead entry stays only while it is held
+            return list(self._d)
+        return [k for k, v in self._d.items() if v[0] & STATUS_MASK != DEAD]
 
     def status(self, key: bytes) -> int | None:
         v = self._d.get(key)
@@ -241,6 +252,34 @@ class Cache:
         """Take a reference on a cached entry (a dead entry stays while held)."""
         if key in self._d:
             self._refs[key] = self._refs.get(key, 0) + 1
+
+    def hold_many(self, keys: Iterable[bytes]) -> None:
+        """:meth:`hold` of every key of ``keys`` (distinct keys)."""
+        d = self._d
+        refs = self._refs
+        if not refs:
+            self._refs = dict.fromkeys(filter(d.__contains__, keys), 1)
+            return
+        get = refs.get
+        for key in keys:
+            if key in d:
+                refs[key] = get(key, 0) + 1
+
+    def put_many(self, keys: Iterable[bytes]) -> None:
+        """:meth:`put` of every key of ``keys``."""
+        refs = self._refs
+        get = self._d.get
+        pop = refs.pop
+        for key in keys:
+            n = pop(key, None)
+            if n is None:
+                continue
+            if n > 1:
+                refs[key] = n - 1
+                continue
+            v = get(key)
+            if v is not None and v[0] & STATUS_MASK == DEAD:
+                del self._d[key]
 
     def put(self, key: bytes) -> None:
         """Drop a reference; a dead entry without references disappears."""

@@ -44,6 +44,20 @@ if TYPE_CHECKING:
         def release(self, ref: Hashable) -> None:
             """The machine dropped ``ref`` (sent for good, acknowledged or discarded)."""
 
+        # optional, for big runs (a bulk); without them the machine calls the above:
+
+        def render_many(self, refs: list[Hashable], seq: int, flags: int
+                        ) -> list[bytes | None]:
+            """``render`` of each ref, in one loop: the first message numbered ``seq``,
+            each next one the following number; a gone object (or one whose rendering
+            fails) is None and takes no number."""
+
+        def hold_many(self, refs: list[Hashable]) -> None:
+            """``hold`` of each of the (distinct) refs."""
+
+        def release_many(self, refs: list[Hashable]) -> None:
+            """``release`` of each ref."""
+
 SEQ_MASK = 0xFFFFFFFF
 ALIVE_INTERVAL = 1.0
 """The alive timer: 1 s after the last transmit run (conntrackd.md §5.10.2, §5.11)."""
@@ -430,6 +444,34 @@ class Machine:
             self.txq[ref] = None
             self.source.hold(ref)
 
+    def enqueue_many(self, refs: list) -> None:
+        """:meth:`enqueue` of each of ``refs`` (distinct references, e.g. a bulk), in
+        one go where :meth:`enqueue` is this class's."""
+        if type(self).enqueue is not Machine.enqueue:
+            for ref in refs:
+                self.enqueue(ref)
+            return
+        txq = self.txq
+        new = [r for r in refs if r not in txq] if txq else refs
+        txq.update(dict.fromkeys(new))
+        self._hold_many(new)
+
+    def _hold_many(self, refs: list) -> None:
+        hold_many = getattr(self.source, "hold_many", None)
+        if hold_many is not None:
+            hold_many(refs)
+        else:
+            for ref in refs:
+                self.source.hold(ref)
+
+    def _release_many(self, refs: list) -> None:
+        release_many = getattr(self.source, "release_many", None)
+        if release_many is not None:
+            release_many(refs)
+        else:
+            for ref in refs:
+                self.source.release(ref)
+
     def enqueue_message(self, build: Callable[[int, int], bytes]) -> None:
         """A message built outside the caches (``build(seq, flags) -> bytes``)."""
         self.txq[Direct(build)] = None
@@ -465,12 +507,16 @@ class Machine:
             for entry in entries:
                 del txq[entry]
         packer = Packer(self.buffer_size)
+        self._transmit_all(entries, now, packer)
+        self._after_run(now)
+        return packer.done()
+
+    def _transmit_all(self, entries: list, now: float, packer: Packer) -> None:
+        """Send ``entries`` (taken off the transmit queue) in order into ``packer``."""
         for entry in entries:
             msg = self._transmit(entry, now)
             if msg is not None:
                 packer.add(msg)
-        self._after_run(now)
-        return packer.done()
 
     def _transmit(self, entry, now: float) -> bytes | None:  # pragma: no cover
         raise NotImplementedError
@@ -514,5 +560,4 @@ _OPS = ("new", "update", "delete")
 
 def bulk(machine: Machine) -> None:
     """Queue every object of the source's internal caches."""
-    for ref in machine.source.refs():
-        machine.enqueue(ref)
+    machine.enqueue_many(list(machine.source.refs()))
