@@ -326,12 +326,15 @@ def _compile_sender(lay: _Layout, wt: bool, ct: bool, key: bytes, value: bytes) 
     proto = v[lay.proto]
     bits_of = ctsync._bits_of(lay.shape, proto, wt, ct)
     bits = bits_of(v) if bits_of is not None else None
-    head = [f"    v = _K(key, 1) + _B(value, {META_SIZE})",
-            f"    if v[{lay.proto}] != {proto!r}:\n        return _other(key, value, flags, seq)",
+    nk = len(lay.key(key, 1))
+    names = [f"_v{i}" for i in range(len(v))]
+    head = [f"    ({''.join(n + ', ' for n in names[:nk])}) = _K(key, 1)",
+            f"    ({''.join(n + ', ' for n in names[nk:])}) = _B(value, {META_SIZE})",
+            f"    if _v{lay.proto} != {proto!r}:\n        return _other(key, value, flags, seq)",
             "    vt = 16 | value[0] & 3"]
     fused = ctsync._compile_fused(lay.shape, proto, wt, ct, "key, value, flags, seq", head,
                                   {"_K": lay.key, "_B": lay.body, "_other": general},
-                                  () if bits is None else (bits,))
+                                  () if bits is None else (bits,), len(v))
     return general if fused is None else fused
 
 

@@ -51,7 +51,7 @@ queue (a C peer's, emptied by a HELLO, or a daemon that died) is not in any bulk
 """
 from __future__ import annotations
 
-from itertools import islice
+from itertools import chain, islice, repeat
 
 from ..wire import constants as K
 from .common import (
@@ -227,8 +227,8 @@ class FtfwMachine(Machine):
                 del rsq[entry]
                 txq[entry] = None
             return
-        for entry in hit:
-            del rsq[entry]
+        for _ in map(rsq.pop, hit):
+            pass
         self._release_many([e for e in hit if type(e) is not Ctl])
 
     def _peer_started(self) -> None:
@@ -387,6 +387,39 @@ class FtfwMachine(Machine):
         """Send the objects ``refs``: :meth:`_transmit` of each, rendered together."""
         seq = self.seq
         msgs = render_many(refs, seq, HELLO_BACK if self.peer_hello else 0)
+        rsq = self.rsq
+        n = len(msgs)
+        if None in msgs or n > self.rsq_size - len(rsq):
+            return self._send_some(refs, msgs, now, packer)
+        # every object rendered, room in the resend queue: the numbers are a range
+        end = seq + n
+        seqs = range(seq, end) if end <= 0x100000000 else \
+            chain(range(seq, 0x100000000), range(end - 0x100000000))
+        rsq.update(zip(refs, zip(seqs, repeat(now))))
+        self.seq = end & 0xFFFFFFFF
+        # Packer.add of each message: where the datagrams are cut
+        used, size = packer.used, packer.size
+        cuts = []
+        for i, ln in enumerate(map(len, msgs)):
+            if used + ln >= size and used:
+                cuts.append(i)
+                used = 0
+            used += ln
+        if not cuts:
+            packer.cur += msgs
+        else:
+            out = packer.out
+            a = cuts[0]
+            out.append(b"".join(packer.cur + msgs[:a]) if packer.cur else b"".join(msgs[:a]))
+            for c in cuts[1:]:
+                out.append(b"".join(msgs[a:c]))
+                a = c
+            packer.cur = msgs[a:]
+        packer.used = used
+
+    def _send_some(self, refs: list, msgs: list, now: float, packer: Packer) -> None:
+        """:meth:`_send_objects` where objects are gone or the resend queue is full."""
+        seq = self.seq
         rsq = self.rsq
         room = self.rsq_size - len(rsq)
         out, cur, used, size = packer.out, packer.cur, packer.used, packer.size

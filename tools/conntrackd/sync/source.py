@@ -125,12 +125,12 @@ class CacheSource:
     def hold_many(self, refs: list[tuple]) -> None:
         """:meth:`hold` of each of ``refs`` (distinct)."""
         for cache, group in groupby(refs, _CACHE):
-            cache.hold_many(map(_KEY, group))
+            cache.hold_many(list(map(_KEY, group)))
 
     def release_many(self, refs: list[tuple]) -> None:
         """:meth:`release` of each of ``refs``."""
         for cache, group in groupby(refs, _CACHE):
-            cache.put_many(map(_KEY, group))
+            cache.put_many(list(map(_KEY, group)))
 
 
 _CACHE = itemgetter(0)

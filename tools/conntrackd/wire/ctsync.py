@@ -22,6 +22,7 @@ the whole nested request; it equals :func:`commit_request` of the decoded flow
 """
 from __future__ import annotations
 
+import re
 import struct
 
 from ctnetlink.decode import _flow_decoder, _str
@@ -179,12 +180,14 @@ def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
 
 
 def _compile_fused(shape, proto: int, wt: bool, ct: bool, signature: str, head: list[str],
-                   env: dict, inline: tuple[int, ...] = ()) -> Callable | None:
+                   env: dict, inline: tuple[int, ...] = (), count: int | None = None
+                   ) -> Callable | None:
     """A sync encoder of a layout and protocol (see :func:`_compile`) whose signature
-    and first lines ``head`` are the caller's: they must set ``v`` (the ctnetlink values),
-    ``vt``, ``flags`` and ``seq``, from their arguments and the names of ``env``. The
-    variants ``inline`` (bits and lengths, see :func:`_bits_of`) are packed in place,
-    the others by their own functions; None where the Flow path must be taken."""
+    and first lines ``head`` are the caller's: they must set the ctnetlink values, ``vt``,
+    ``flags`` and ``seq`` from their arguments and the names of ``env``; the values as
+    the tuple ``v``, or (``count`` of them given) as the local names ``_v0``, ``_v1``...
+    The variants ``inline`` (bits and lengths, see :func:`_bits_of`) are packed in
+    place, the others by their own functions; None where the Flow path must be taken."""
     made = _encoder_lines(shape, proto, wt, ct)
     if made is None:
         return None
@@ -201,15 +204,24 @@ def _compile_fused(shape, proto: int, wt: bool, ct: bool, signature: str, head: 
 
     ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
     ns.update(env)
-    src = [f"def send({signature}):", *head, *L]
+    src = [*L]
     for i, bits in enumerate(inline):
         fmt, body, size = variant_parts(version, group, wt, bits, x, v4_int=False)
         ns[f"_W{i}"] = struct.Struct(">BBHI" + fmt).pack
         src.append(f"    if bits == {bits}:\n        return _W{i}(vt, flags, {size}, seq, {body})")
+    if count is not None:
+        src = [_VALUE.sub(r"_v\1", line) for line in src]
+        src.append(f"    v = ({''.join(f'_v{i}, ' for i in range(count))})")
     src.append("    fn = _V(bits)\n    if fn is None:\n        fn = _variant(bits)\n"
                "    return fn(vt, flags, seq, v, rd, rs, h, lb)")
-    exec("\n".join(src) + "\n", ns)  # noqa: S102 - generated from the layout and the schema
-    return ns["send"]
+    source = "\n".join([f"def send({signature}):", *head, *src]) + "\n"
+    exec(source, ns)  # noqa: S102 - generated from the layout and the schema
+    fn = ns["send"]
+    fn.source = source
+    return fn
+
+
+_VALUE = re.compile(r"\bv\[(\d+)\]")
 
 
 def _bits_of(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
