@@ -10,8 +10,9 @@ from pathlib import Path
 
 from conntrack_tools.conntrackd.cache import DEAD, Cache
 from conntrack_tools.conntrackd.entry import parse
-from conntrack_tools.conntrackd.sync.common import Ctl, bulk
+from conntrack_tools.conntrackd.sync.common import Ctl, Packer, bulk
 from conntrack_tools.conntrackd.sync.ftfw import FtfwMachine
+from conntrack_tools.conntrackd.sync.notrack import NotrackMachine
 from conntrack_tools.conntrackd.sync.source import CacheSource
 from conntrack_tools.conntrackd.wire import constants as K
 
@@ -256,3 +257,50 @@ def test_hold_many_and_put_many_are_hold_and_put_of_each() -> None:
     assert c3.live_keys() == keys3
     c3.mark_dead(keys3[2])
     assert c3.live_keys() == keys3[:2] + keys3[3:] and c3.status(keys3[2]) == DEAD
+
+
+def test_packer_add_many_is_add_of_each() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        size = rng.choice((100, 300, 1472))
+        before = [bytes(rng.randrange(8, 90)) for _ in range(rng.randrange(0, 4))]
+        msgs = [bytes([i % 256]) * rng.randrange(8, 120) for i in range(rng.randrange(0, 60))]
+        one, many = Packer(size), Packer(size)
+        for m in before:
+            one.add(m)
+            many.add(m)
+        for m in msgs:
+            one.add(m)
+        many.add_many(list(msgs))
+        assert (one.out, one.cur, one.used) == (many.out, many.cur, many.used)
+        assert one.done() == many.done()
+
+
+def notrack_script(batched: bool) -> list:
+    ct, exp = internal_caches()
+    vary(ct, 300)
+    src = CacheSource(ct, exp)
+    m = NotrackMachine(src if batched else PerEntrySource(src), seq=0xFFFFFF80)
+    keys = list(ct)
+    trace: list = []
+    m.tick(0.0)
+    m.enqueue((ct, keys[3]))
+    bulk(m)
+    m.tick(1.5)  # an ALIVE among the objects
+    ct.hold(keys[50])
+    ct.mark_dead(keys[50])
+    m.enqueue((ct, keys[50]), dead=True)
+    ct.put(keys[50])
+    ct.delete(keys[60])
+    for t, limit in ((2.0, 100), (2.1, 7), (2.2, None)):
+        trace.append(m.flush(t, limit))
+        trace.append(sorted(ct._refs.items()))
+        trace.append(len(ct))
+    trace.append(m.seq)
+    return trace
+
+
+def test_the_batched_notrack_bulk_sends_what_the_per_entry_path_sends() -> None:
+    got, want = notrack_script(True), notrack_script(False)
+    assert got == want
+    assert sum(len(d) for d in want[0:9:3]) > 10 and want[-3] == []  # all released

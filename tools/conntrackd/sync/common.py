@@ -25,7 +25,7 @@ from ..wire.errors import SyncDecodeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Hashable, Iterable, Protocol
+    from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol
 
     class Source(Protocol):
         """The cache side a machine sends from (dcore's internal caches)."""
@@ -288,6 +288,27 @@ class Packer:
             self.used = 0
         self.cur.append(msg)
         self.used += n
+
+    def add_many(self, msgs: list[bytes]) -> None:
+        """:meth:`add` of each message (the list is the packer's afterwards)."""
+        used, size = self.used, self.size
+        cuts = []
+        for i, ln in enumerate(map(len, msgs)):
+            if used + ln >= size and used:  # used > 0: the buffer holds a message
+                cuts.append(i)
+                used = 0
+            used += ln
+        if not cuts:
+            self.cur += msgs
+        else:
+            out = self.out
+            a = cuts[0]
+            out.append(b"".join(self.cur + msgs[:a]) if self.cur else b"".join(msgs[:a]))
+            for c in cuts[1:]:
+                out.append(b"".join(msgs[a:c]))
+                a = c
+            self.cur = msgs[a:]
+        self.used = used
 
     def done(self) -> list[bytes]:
         if self.cur:
@@ -556,6 +577,22 @@ class Machine:
 
 
 _OPS = ("new", "update", "delete")
+
+
+def runs(entries: list) -> Iterator[tuple[list, Any]]:
+    """``(objects, entry)`` pairs covering ``entries`` in order: the run of object
+    references before each control message or :class:`Direct` message (``entry``, None
+    after the last run)."""
+    i, n = 0, len(entries)
+    while i < n:
+        j = i
+        while j < n:
+            t = type(entries[j])
+            if t is Ctl or t is Direct:
+                break
+            j += 1
+        yield (entries[i:j] if i or j < n else entries), (entries[j] if j < n else None)
+        i = j + 1
 
 
 def bulk(machine: Machine) -> None:

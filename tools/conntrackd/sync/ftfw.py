@@ -56,7 +56,7 @@ from itertools import chain, islice, repeat
 from ..wire import constants as K
 from .common import (
     ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, DROP, Ctl, Direct, Log, Machine, Packer,
-    after, before, bulk,
+    after, before, bulk, runs,
 )
 
 TYPE_CHECKING = False
@@ -365,22 +365,13 @@ class FtfwMachine(Machine):
         render_many = getattr(self.source, "render_many", None)
         if render_many is None:
             return super()._transmit_all(entries, now, packer)
-        i, n = 0, len(entries)
-        while i < n:
-            j = i
-            while j < n:
-                t = type(entries[j])
-                if t is Ctl or t is Direct:
-                    break
-                j += 1
-            if j > i:
-                self._send_objects(entries[i:j] if i or j < n else entries, now, packer,
-                                   render_many)
-            if j < n:
-                msg = self._transmit(entries[j], now)
+        for run, entry in runs(entries):
+            if run:
+                self._send_objects(run, now, packer, render_many)
+            if entry is not None:
+                msg = self._transmit(entry, now)
                 if msg is not None:
                     packer.add(msg)
-            i = j + 1
 
     def _send_objects(self, refs: list, now: float, packer: Packer,
                       render_many: Callable) -> None:
@@ -397,33 +388,14 @@ class FtfwMachine(Machine):
             chain(range(seq, 0x100000000), range(end - 0x100000000))
         rsq.update(zip(refs, zip(seqs, repeat(now))))
         self.seq = end & 0xFFFFFFFF
-        # Packer.add of each message: where the datagrams are cut
-        used, size = packer.used, packer.size
-        cuts = []
-        for i, ln in enumerate(map(len, msgs)):
-            if used + ln >= size and used:
-                cuts.append(i)
-                used = 0
-            used += ln
-        if not cuts:
-            packer.cur += msgs
-        else:
-            out = packer.out
-            a = cuts[0]
-            out.append(b"".join(packer.cur + msgs[:a]) if packer.cur else b"".join(msgs[:a]))
-            for c in cuts[1:]:
-                out.append(b"".join(msgs[a:c]))
-                a = c
-            packer.cur = msgs[a:]
-        packer.used = used
+        packer.add_many(msgs)
 
     def _send_some(self, refs: list, msgs: list, now: float, packer: Packer) -> None:
         """:meth:`_send_objects` where objects are gone or the resend queue is full."""
         seq = self.seq
         rsq = self.rsq
         room = self.rsq_size - len(rsq)
-        out, cur, used, size = packer.out, packer.cur, packer.used, packer.size
-        gone = []
+        gone, sent = [], []
         for ref, msg in zip(refs, msgs):
             if msg is None:
                 gone.append(ref)
@@ -434,14 +406,8 @@ class FtfwMachine(Machine):
             else:
                 self._rsq_add(ref, seq, now)
             seq = (seq + 1) & 0xFFFFFFFF
-            ln = len(msg)  # Packer.add
-            if used + ln >= size and cur:
-                out.append(b"".join(cur))
-                cur = []
-                used = 0
-            cur.append(msg)
-            used += ln
-        packer.cur, packer.used = cur, used
+            sent.append(msg)
+        packer.add_many(sent)
         self.seq = seq
         if gone:
             self._release_many(gone)
