@@ -82,6 +82,7 @@ class _Source(CacheSource):
         return msg
 
     def render_many(self, refs: list[tuple], seq: int, flags: int) -> list[bytes | None]:
+        """:meth:`render` of each (ALARM forgets the gone ones)."""
         out = super().render_many(refs, seq, flags)
         forget = getattr(self.machine, "forget", None)
         if forget is not None:

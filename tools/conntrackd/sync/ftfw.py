@@ -227,7 +227,7 @@ class FtfwMachine(Machine):
                 del rsq[entry]
                 txq[entry] = None
             return
-        for _ in map(rsq.pop, hit):
+        for _ in map(rsq.pop, hit):  # del rsq[entry] of each, without a Python loop body
             pass
         self._release_many([e for e in hit if type(e) is not Ctl])
 
@@ -287,6 +287,7 @@ class FtfwMachine(Machine):
             self.source.hold(ref)
 
     def enqueue_many(self, refs: list) -> None:
+        """:meth:`enqueue` of each of ``refs`` (distinct), in one go."""
         if type(self).enqueue is not FtfwMachine.enqueue:
             return super().enqueue_many(refs)
         rsq, txq = self.rsq, self.txq

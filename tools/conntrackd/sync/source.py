@@ -17,7 +17,7 @@ import struct
 from itertools import groupby
 from operator import itemgetter
 
-from ..cache import DEAD, STATUS_MASK, parse_expect
+from ..cache import STATUS_MASK, parse_expect
 from ..entry import _attrs_by_shape, split
 from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs

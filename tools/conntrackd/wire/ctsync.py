@@ -214,11 +214,8 @@ def _compile_fused(shape, proto: int, wt: bool, ct: bool, signature: str, head: 
         src.append(f"    v = ({''.join(f'_v{i}, ' for i in range(count))})")
     src.append("    fn = _V(bits)\n    if fn is None:\n        fn = _variant(bits)\n"
                "    return fn(vt, flags, seq, v, rd, rs, h, lb)")
-    source = "\n".join([f"def send({signature}):", *head, *src]) + "\n"
-    exec(source, ns)  # noqa: S102 - generated from the layout and the schema
-    fn = ns["send"]
-    fn.source = source
-    return fn
+    exec("\n".join([f"def send({signature}):", *head, *src]) + "\n", ns)  # noqa: S102
+    return ns["send"]
 
 
 _VALUE = re.compile(r"\bv\[(\d+)\]")
