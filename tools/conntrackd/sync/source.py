@@ -27,6 +27,8 @@ from .entries import render as render_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from ..cache import Cache, ExpectCache
     from .common import CacheOp
 
@@ -74,7 +76,9 @@ class CacheSource:
         from_bytes = int.from_bytes
         cache = get = None
         is_ct = False
-        # the layout of the previous entry (a bulk is mostly runs of one layout)
+        # the layout of the previous entry (runs of one layout are common), and the
+        # senders of the layouts seen by (template id, value length)
+        known: dict[int, list[tuple[int, int, Callable]]] = {}
         k0 = vlen = -1
         vmask = vexp = 0
         send = None
@@ -92,12 +96,20 @@ class CacheSource:
                 else:
                     if not (key[0] == k0 and len(value) == vlen
                             and from_bytes(value, "little") & vmask == vexp):
-                        lay = entry_layout(key, value)
-                        if lay is None:
-                            k0, send = -1, None
+                        k0, vlen = key[0], len(value)
+                        b = from_bytes(value, "little")
+                        for vmask, vexp, send in known.get(k0 << 16 | vlen, ()):
+                            if b & vmask == vexp:
+                                break
                         else:
-                            k0, vlen, vmask, vexp = key[0], len(value), lay.vmask, lay.vexpected
-                            send = lay.sender(wt, ct, key, value)
+                            lay = entry_layout(key, value)
+                            if lay is None:
+                                k0, send = -1, None
+                            else:
+                                vmask, vexp = lay.vmask, lay.vexpected
+                                send = lay.sender(wt, ct, key, value)
+                                known.setdefault(k0 << 16 | vlen, []).append(
+                                    (vmask, vexp, send))
                     msg = send(key, value, flags, seq) if send is not None else None
                     if msg is None:
                         msg = render_entry(key, value, value[0] & STATUS_MASK, seq, flags,

@@ -156,7 +156,17 @@ def _encoder_lines(shape, proto: int, wt: bool, ct: bool
         L.append("    bits |= 512")
     if idx["zone"] is not None:
         L.append("    bits |= 1024")
-    return L, x, version, group
+    const, rest = 0, []
+    for line in L[1:]:  # the bits every message of the layout has: one constant
+        m = _CONST_BITS.fullmatch(line)
+        if m:
+            const |= int(m.group(1))
+        else:
+            rest.append(line)
+    return [L[0].replace("bits = 0", f"bits = {const}"), *rest], x, version, group
+
+
+_CONST_BITS = re.compile(r"    bits \|?= (\d+)")
 
 
 def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
