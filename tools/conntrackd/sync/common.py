@@ -8,8 +8,10 @@ A machine never touches a socket or a clock. Received bytes go in through
 origin). Datagrams to send come out of :meth:`Machine.flush`, packed like the C
 daemon's channel buffer; everything else comes out as :class:`Action` objects. At
 transmission time a machine asks its :class:`Source` for the current content of an
-object (``render``): the message type (NEW/UPD/DEL) and attributes follow the object's
-state when it is sent, not when it was queued, as in the C daemon.
+object (``render``; a run of objects at once with ``render_many`` where the source has
+it, a bulk's references queued and held at once: :meth:`Machine.enqueue_many`): the
+message type (NEW/UPD/DEL) and attributes follow the object's state when it is sent,
+not when it was queued, as in the C daemon.
 
 Statistics use the C daemon's counters (``-s network``, ``-s queue``), see
 :class:`NetworkStats`.
