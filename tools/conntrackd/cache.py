@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import time
+from itertools import repeat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class Cache:
         self._d: dict[bytes, bytes] = {}
         #: extra references (e.g. a queued message) of the few entries that have some
         self._refs: dict[bytes, int] = {}
+        #: the keys of the dead entries (they stay while held)
+        self._dead: set[bytes] = set()
 
     # --- reading ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -90,6 +93,17 @@ class Cache:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every entry, dead ones included (a snapshot)."""
         return iter(list(self._d.items()))
+
+    @property
+    def lookup(self) -> Callable[[bytes], bytes | None]:
+        """:meth:`get` as the table's own bound method (for loops over many keys)."""
+        return self._d.get
+
+    def live_keys(self) -> list[bytes]:
+        """The keys of the entries that are not dead, in table order (a snapshot)."""
+        if not self._dead:
+            return list(self._d)
+        return [k for k, v in self._d.items() if v[0] & STATUS_MASK != DEAD]
 
     def status(self, key: bytes) -> int | None:
         v = self._d.get(key)
@@ -216,6 +230,7 @@ class Cache:
         self.active -= 1
         if key in self._refs:
             self._d[key] = bytes(((v[0] & ~STATUS_MASK) | DEAD,)) + v[1:]
+            self._dead.add(key)
         else:
             del self._d[key]
         return True
@@ -229,18 +244,55 @@ class Cache:
         self.active -= alive
         self._d.clear()
         self._refs.clear()
+        self._dead.clear()
         self.stats.flush += 1
         return n
 
     def _remove(self, key: bytes) -> None:
         del self._d[key]
         self._refs.pop(key, None)
+        self._dead.discard(key)
 
     # --- references (transmit queues) ------------------------------------------------------
     def hold(self, key: bytes) -> None:
         """Take a reference on a cached entry (a dead entry stays while held)."""
         if key in self._d:
             self._refs[key] = self._refs.get(key, 0) + 1
+
+    def hold_many(self, keys: list[bytes]) -> None:
+        """:meth:`hold` of every key of ``keys`` (distinct keys)."""
+        d = self._d
+        refs = self._refs
+        if not refs:
+            self._refs = dict.fromkeys(filter(d.__contains__, keys), 1)
+            return
+        if refs.keys().isdisjoint(keys):
+            refs.update(dict.fromkeys(filter(d.__contains__, keys), 1))
+            return
+        get = refs.get
+        for key in keys:
+            if key in d:
+                refs[key] = get(key, 0) + 1
+
+    def put_many(self, keys: list[bytes]) -> None:
+        """:meth:`put` of every key of ``keys`` (distinct keys)."""
+        refs = self._refs
+        counts = list(map(refs.pop, keys, repeat(None)))
+        if counts.count(1) != len(counts):  # held more than once, or not held
+            for key, n in zip(keys, counts):
+                if n is not None and n > 1:
+                    refs[key] = n - 1
+        if self._dead:
+            for key in self._dead.intersection(keys):
+                if key not in refs:
+                    self._put_dead(key)
+
+    def _put_dead(self, key: bytes) -> None:
+        """Nobody holds ``key`` any more: it goes if it is dead."""
+        self._dead.discard(key)
+        v = self._d.get(key)
+        if v is not None and v[0] & STATUS_MASK == DEAD:
+            del self._d[key]
 
     def put(self, key: bytes) -> None:
         """Drop a reference; a dead entry without references disappears."""
@@ -254,6 +306,7 @@ class Cache:
         v = self._d.get(key)
         if v is not None and v[0] & STATUS_MASK == DEAD:
             del self._d[key]
+            self._dead.discard(key)
 
     # --- decoding for output and commit ----------------------------------------------------
     def message(self, key: bytes, value: bytes | None = None, mtype: int = 0x100) -> bytes:

@@ -80,6 +80,16 @@ class _Source(CacheSource):
             self.machine.forget(ref)
         return msg
 
+    def render_many(self, refs: list[tuple], seq: int, flags: int) -> list[bytes | None]:
+        """:meth:`render` of each (ALARM forgets the gone ones)."""
+        out = super().render_many(refs, seq, flags)
+        forget = getattr(self.machine, "forget", None)
+        if forget is not None:
+            for ref, msg in zip(refs, out):
+                if msg is None:
+                    forget(ref)
+        return out
+
 
 def make_machine(sync: Any, source: Any, *, buffer_size: int, seq: int | None = None) -> Any:
     """The protocol machine of the configured mode."""

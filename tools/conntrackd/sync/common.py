@@ -8,8 +8,10 @@ A machine never touches a socket or a clock. Received bytes go in through
 origin). Datagrams to send come out of :meth:`Machine.flush`, packed like the C
 daemon's channel buffer; everything else comes out as :class:`Action` objects. At
 transmission time a machine asks its :class:`Source` for the current content of an
-object (``render``): the message type (NEW/UPD/DEL) and attributes follow the object's
-state when it is sent, not when it was queued, as in the C daemon.
+object (``render``; a run of objects at once with ``render_many`` where the source has
+it, a bulk's references queued and held at once: :meth:`Machine.enqueue_many`): the
+message type (NEW/UPD/DEL) and attributes follow the object's state when it is sent,
+not when it was queued, as in the C daemon.
 
 Statistics use the C daemon's counters (``-s network``, ``-s queue``), see
 :class:`NetworkStats`.
@@ -25,7 +27,7 @@ from ..wire.errors import SyncDecodeError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Hashable, Iterable, Protocol
+    from typing import Any, Callable, Hashable, Iterable, Iterator, Protocol
 
     class Source(Protocol):
         """The cache side a machine sends from (dcore's internal caches)."""
@@ -43,6 +45,20 @@ if TYPE_CHECKING:
 
         def release(self, ref: Hashable) -> None:
             """The machine dropped ``ref`` (sent for good, acknowledged or discarded)."""
+
+        # optional, for big runs (a bulk); without them the machine calls the above:
+
+        def render_many(self, refs: list[Hashable], seq: int, flags: int
+                        ) -> list[bytes | None]:
+            """``render`` of each ref, in one loop: the first message numbered ``seq``,
+            each next one the following number; a gone object (or one whose rendering
+            fails) is None and takes no number."""
+
+        def hold_many(self, refs: list[Hashable]) -> None:
+            """``hold`` of each of the (distinct) refs."""
+
+        def release_many(self, refs: list[Hashable]) -> None:
+            """``release`` of each ref."""
 
 SEQ_MASK = 0xFFFFFFFF
 ALIVE_INTERVAL = 1.0
@@ -291,6 +307,27 @@ class Packer:
         self.cur.append(msg)
         self.used += n
 
+    def add_many(self, msgs: list[bytes]) -> None:
+        """:meth:`add` of each message (the list is the packer's afterwards)."""
+        used, size = self.used, self.size
+        cuts = []
+        for i, ln in enumerate(map(len, msgs)):
+            if used + ln >= size and used:  # used > 0: the buffer holds a message
+                cuts.append(i)
+                used = 0
+            used += ln
+        if not cuts:
+            self.cur += msgs
+        else:
+            out = self.out
+            a = cuts[0]
+            out.append(b"".join(self.cur + msgs[:a]) if self.cur else b"".join(msgs[:a]))
+            for c in cuts[1:]:
+                out.append(b"".join(msgs[a:c]))
+                a = c
+            self.cur = msgs[a:]
+        self.used = used
+
     def done(self) -> list[bytes]:
         if self.cur:
             self.out.append(b"".join(self.cur))
@@ -449,6 +486,34 @@ class Machine:
             self.txq[ref] = None
             self.source.hold(ref)
 
+    def enqueue_many(self, refs: list) -> None:
+        """:meth:`enqueue` of each of ``refs`` (distinct references, e.g. a bulk), in
+        one go where :meth:`enqueue` is this class's."""
+        if type(self).enqueue is not Machine.enqueue:
+            for ref in refs:
+                self.enqueue(ref)
+            return
+        txq = self.txq
+        new = [r for r in refs if r not in txq] if txq else refs
+        txq.update(dict.fromkeys(new))
+        self._hold_many(new)
+
+    def _hold_many(self, refs: list) -> None:
+        hold_many = getattr(self.source, "hold_many", None)
+        if hold_many is not None:
+            hold_many(refs)
+        else:
+            for ref in refs:
+                self.source.hold(ref)
+
+    def _release_many(self, refs: list) -> None:
+        release_many = getattr(self.source, "release_many", None)
+        if release_many is not None:
+            release_many(refs)
+        else:
+            for ref in refs:
+                self.source.release(ref)
+
     def enqueue_message(self, build: Callable[[int, int], bytes]) -> None:
         """A message built outside the caches (``build(seq, flags) -> bytes``)."""
         self.txq[Direct(build)] = None
@@ -484,12 +549,16 @@ class Machine:
             for entry in entries:
                 del txq[entry]
         packer = Packer(self.buffer_size)
+        self._transmit_all(entries, now, packer)
+        self._after_run(now)
+        return packer.done()
+
+    def _transmit_all(self, entries: list, now: float, packer: Packer) -> None:
+        """Send ``entries`` (taken off the transmit queue) in order into ``packer``."""
         for entry in entries:
             msg = self._transmit(entry, now)
             if msg is not None:
                 packer.add(msg)
-        self._after_run(now)
-        return packer.done()
 
     def _transmit(self, entry, now: float) -> bytes | None:  # pragma: no cover
         raise NotImplementedError
@@ -531,7 +600,22 @@ class Machine:
 _OPS = ("new", "update", "delete")
 
 
+def runs(entries: list) -> Iterator[tuple[list, Any]]:
+    """``(objects, entry)`` pairs covering ``entries`` in order: the run of object
+    references before each control message or :class:`Direct` message (``entry``, None
+    after the last run)."""
+    i, n = 0, len(entries)
+    while i < n:
+        j = i
+        while j < n:
+            t = type(entries[j])
+            if t is Ctl or t is Direct:
+                break
+            j += 1
+        yield (entries[i:j] if i or j < n else entries), (entries[j] if j < n else None)
+        i = j + 1
+
+
 def bulk(machine: Machine) -> None:
     """Queue every object of the source's internal caches."""
-    for ref in machine.source.refs():
-        machine.enqueue(ref)
+    machine.enqueue_many(list(machine.source.refs()))

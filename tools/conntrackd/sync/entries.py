@@ -258,9 +258,12 @@ class _Layout:
     """A stored entry layout: the stored attributes' header check, the structs giving
     the ctnetlink decoder's values of the entry's message, the decoder's shape, the
     index of the protocol number among the values, and the sync encoders by (protocol,
-    ``TCPWindowTracking``, ``CommitTimeout``)."""
+    ``TCPWindowTracking``, ``CommitTimeout``). ``vmask`` / ``vexpected`` are the header
+    check on the whole stored value (``int.from_bytes(value, "little")``); ``senders``
+    the renderers of :meth:`sender`."""
 
-    __slots__ = ("mask", "expected", "key", "body", "shape", "proto", "encoders")
+    __slots__ = ("mask", "expected", "key", "body", "shape", "proto", "encoders", "vmask",
+                 "vexpected", "senders")
 
     def __init__(self, mask: int, expected: int, key, body, shape, proto: int | None) -> None:
         self.mask = mask
@@ -270,6 +273,9 @@ class _Layout:
         self.shape = shape
         self.proto = proto
         self.encoders: dict = {}
+        self.vmask = mask << (8 * META_SIZE)
+        self.vexpected = expected << (8 * META_SIZE)
+        self.senders: dict = {}
 
     def encoder(self, proto: int, wt: bool, ct: bool) -> Callable | None:
         """The shape's sync encoder (:func:`~..wire.ctsync.sync_message`'s, shared)."""
@@ -282,6 +288,54 @@ class _Layout:
             self.encoders.clear()
         self.encoders[(proto, wt, ct)] = fn
         return fn
+
+    def sender(self, wt: bool, ct: bool, key: bytes, value: bytes
+               ) -> Callable[[bytes, bytes, int, int], bytes | None]:
+        """``send(key, value, flags, seq)``: the sync message of an entry of this layout,
+        typed by its status (:func:`render` without the layout lookup); None where the
+        general path must run. Compiled for the protocol and the variant of the entry
+        ``key`` / ``value`` (those of the first entry seen): other entries take the
+        encoders of :meth:`encoder`."""
+        fn = self.senders.get((wt, ct))
+        if fn is None:
+            fn = self.senders[(wt, ct)] = _compile_sender(self, wt, ct, key, value)
+        return fn
+
+
+def _compile_sender(lay: _Layout, wt: bool, ct: bool, key: bytes, value: bytes) -> Callable:
+    encs: dict = {}
+
+    def make(proto: int) -> Callable | None:
+        if len(encs) >= MAX_FORMATS:
+            encs.clear()
+        fn = encs[proto] = lay.encoder(proto, wt, ct)
+        return fn
+
+    env = {"_K": lay.key, "_B": lay.body, "_E": encs.get, "_make": make, "_NONE": _NONE}
+    src = (f"def send(key, value, flags, seq):\n"
+           f"    v = _K(key, 1) + _B(value, {META_SIZE})\n"
+           f"    p = v[{lay.proto}]\n"
+           f"    e = _E(p, _NONE)\n"
+           f"    if e is _NONE:\n        e = _make(p)\n"
+           f"    if e is None:\n        return None\n"
+           f"    return e(v, 16 | value[0] & 3, flags, seq)\n")
+    exec(src, env)  # noqa: S102 - the layout's structs and encoders
+    general = env["send"]
+    # the protocol and variant of the example, packed in place
+    v = lay.key(key, 1) + lay.body(value, META_SIZE)
+    proto = v[lay.proto]
+    bits_of = ctsync._bits_of(lay.shape, proto, wt, ct)
+    bits = bits_of(v) if bits_of is not None else None
+    nk = len(lay.key(key, 1))
+    names = [f"_v{i}" for i in range(len(v))]
+    head = [f"    ({''.join(n + ', ' for n in names[:nk])}) = _K(key, 1)",
+            f"    ({''.join(n + ', ' for n in names[nk:])}) = _B(value, {META_SIZE})",
+            f"    if _v{lay.proto} != {proto!r}:\n        return _other(key, value, flags, seq)",
+            "    vt = 16 | value[0] & 3"]
+    fused = ctsync._compile_fused(lay.shape, proto, wt, ct, "key, value, flags, seq", head,
+                                  {"_K": lay.key, "_B": lay.body, "_other": general},
+                                  () if bits is None else (bits,), len(v))
+    return general if fused is None else fused
 
 
 _LAYOUTS: dict[tuple[int, int], list[_Layout]] = {}
@@ -310,11 +364,9 @@ def _learn(key: bytes, value: bytes) -> _Layout | None:
     return _Layout(bsh.mask, bsh.expected, kst.unpack_from, bsh.struct.unpack_from, sh, leaf[0])
 
 
-def render(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
-           window_tracking: bool = False, commit_timeout: bool = False) -> bytes:
-    """The sync message (type ``mtype`` 0-2) of a stored conntrack entry: equal to
-    :func:`~..wire.ctsync.sync_message` of the entry's message without the mirrored
-    reply tuple (what :class:`.source.CacheSource` sends)."""
+def layout(key: bytes, value: bytes) -> _Layout | None:
+    """The compiled layout of a stored conntrack entry (learnt the first time it is
+    seen); None where the general path must run."""
     k = (key[0], len(value))
     cands = _LAYOUTS.get(k)
     lay = None
@@ -334,6 +386,17 @@ def render(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
         else:
             _LAYOUTS.setdefault(k, []).insert(0, lay)
     if lay is not None and lay.shape is not None:
+        return lay
+    return None
+
+
+def render(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
+           window_tracking: bool = False, commit_timeout: bool = False) -> bytes:
+    """The sync message (type ``mtype`` 0-2) of a stored conntrack entry: equal to
+    :func:`~..wire.ctsync.sync_message` of the entry's message without the mirrored
+    reply tuple (what :class:`.source.CacheSource` sends)."""
+    lay = layout(key, value)
+    if lay is not None:
         v = lay.key(key, 1) + lay.body(value, META_SIZE)
         proto = v[lay.proto]
         fn = lay.encoders.get((proto, window_tracking, commit_timeout), _NONE)
@@ -343,6 +406,14 @@ def render(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
             out = fn(v, 0x10 | mtype, flags, seq)
             if out is not None:
                 return out
+    return general(key, value, mtype, seq, flags, window_tracking=window_tracking,
+                   commit_timeout=commit_timeout)
+
+
+def general(key: bytes, value: bytes, mtype: int, seq: int, flags: int = 0, *,
+            window_tracking: bool = False, commit_timeout: bool = False) -> bytes:
+    """:func:`render` by the general path (the entry's ctnetlink message, then
+    :func:`~..wire.ctsync.sync_message`)."""
     msg = E.message(key, 10 if value[0] & F_INET6 else 2, value[META_SIZE:], False)
     return ctsync.sync_message(msg, 0, len(msg), mtype, seq, flags,
                                window_tracking=window_tracking, commit_timeout=commit_timeout)

@@ -51,16 +51,20 @@ queue (a C peer's, emptied by a HELLO, or a daemon that died) is not in any bulk
 """
 from __future__ import annotations
 
+from itertools import chain, islice, repeat
+
 from ..wire import constants as K
 from ..wire.codec import CT_DECODER
 from ..wire.errors import SyncDecodeError
 from .common import (
     _HDR, ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, DROP, Ctl, Direct, Heard, Log,
-    Machine, StateBatch, after, before, bulk,
+    Machine, Packer, StateBatch, after, before, bulk, runs,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable
+
     from .common import Action, Source
 
 SAY, DONE = "say", "done"
@@ -274,26 +278,35 @@ class FtfwMachine(Machine):
 
     def _rsq_range(self, from_seq: int, to_seq: int, resend: bool) -> None:
         """Acknowledge (drop) or NACK (send again) the resend-queue entries with a seq in
-        ``[from_seq, to_seq]``; the queue is in sending order, the walk stops at the
-        first entry after ``to_seq``."""
-        hit = []
-        for entry, (seq, _) in self.rsq.items():
-            if (seq - from_seq) & 0xFFFFFFFF >= 0x80000000:  # before(seq, from_seq)
-                continue
-            if (to_seq - seq) & 0xFFFFFFFF >= 0x80000000:  # after(seq, to_seq)
-                break
-            hit.append(entry)
+        ``[from_seq, to_seq]``; the queue is in sending order (strictly increasing
+        numbers), the walk stops at the first entry after ``to_seq``."""
         rsq = self.rsq
+        if not rsq:
+            return
+        hit: list | None = None
+        count = ((to_seq - from_seq) & 0xFFFFFFFF) + 1
+        if count <= len(rsq) and next(iter(rsq.values()))[0] == from_seq:
+            # the usual ACK: the range is the head of the queue, without a gap
+            hit = list(islice(rsq, count))
+            if rsq[hit[-1]][0] != to_seq:
+                hit = None
+        if hit is None:
+            hit = []
+            for entry, (seq, _) in rsq.items():
+                if (seq - from_seq) & 0xFFFFFFFF >= 0x80000000:  # before(seq, from_seq)
+                    continue
+                if (to_seq - seq) & 0xFFFFFFFF >= 0x80000000:  # after(seq, to_seq)
+                    break
+                hit.append(entry)
         if resend:
+            txq = self.txq
             for entry in hit:
                 del rsq[entry]
-                self.txq[entry] = None
+                txq[entry] = None
             return
-        release = self.source.release
-        for entry in hit:
-            del rsq[entry]
-            if type(entry) is not Ctl:
-                release(entry)
+        for _ in map(rsq.pop, hit):  # del rsq[entry] of each, without a Python loop body
+            pass
+        self._release_many([e for e in hit if type(e) is not Ctl])
 
     def _peer_started(self) -> None:
         """The peer (re)started (once per HELLO episode): send again, with new numbers,
@@ -360,6 +373,26 @@ class FtfwMachine(Machine):
             self.txq[ref] = None
             self.source.hold(ref)
 
+    def enqueue_many(self, refs: list) -> None:
+        """:meth:`enqueue` of each of ``refs`` (distinct), in one go."""
+        if type(self).enqueue is not FtfwMachine.enqueue:
+            return super().enqueue_many(refs)
+        rsq, txq = self.rsq, self.txq
+        if not rsq and not txq:
+            txq.update(dict.fromkeys(refs))
+            self._hold_many(refs)
+            return
+        new: list = []
+        add = new.append
+        for ref in refs:
+            if ref in rsq:
+                del rsq[ref]
+                txq[ref] = None
+            elif ref not in txq:
+                txq[ref] = None
+                add(ref)
+        self._hold_many(new)
+
     def request_resync(self) -> list[Action]:
         self._want_resync()
         return [Log("notice", "resync requested")]
@@ -418,6 +451,59 @@ class FtfwMachine(Machine):
         self.next_seq()
         self._rsq_add(entry, seq, now)
         return msg
+
+    def _transmit_all(self, entries: list, now: float, packer: Packer) -> None:
+        """:meth:`_transmit` of each entry into ``packer``; the runs of objects between
+        control messages go through the source's ``render_many`` in one loop."""
+        render_many = getattr(self.source, "render_many", None)
+        if render_many is None:
+            return super()._transmit_all(entries, now, packer)
+        for run, entry in runs(entries):
+            if run:
+                self._send_objects(run, now, packer, render_many)
+            if entry is not None:
+                msg = self._transmit(entry, now)
+                if msg is not None:
+                    packer.add(msg)
+
+    def _send_objects(self, refs: list, now: float, packer: Packer,
+                      render_many: Callable) -> None:
+        """Send the objects ``refs``: :meth:`_transmit` of each, rendered together."""
+        seq = self.seq
+        msgs = render_many(refs, seq, HELLO_BACK if self.peer_hello else 0)
+        rsq = self.rsq
+        n = len(msgs)
+        if None in msgs or n > self.rsq_size - len(rsq):
+            return self._send_some(refs, msgs, now, packer)
+        # every object rendered, room in the resend queue: the numbers are a range
+        end = seq + n
+        seqs = range(seq, end) if end <= 0x100000000 else \
+            chain(range(seq, 0x100000000), range(end - 0x100000000))
+        rsq.update(zip(refs, zip(seqs, repeat(now))))
+        self.seq = end & 0xFFFFFFFF
+        packer.add_many(msgs)
+
+    def _send_some(self, refs: list, msgs: list, now: float, packer: Packer) -> None:
+        """:meth:`_send_objects` where objects are gone or the resend queue is full."""
+        seq = self.seq
+        rsq = self.rsq
+        room = self.rsq_size - len(rsq)
+        gone, sent = [], []
+        for ref, msg in zip(refs, msgs):
+            if msg is None:
+                gone.append(ref)
+                continue
+            if room > 0:
+                room -= 1
+                rsq[ref] = (seq, now)
+            else:
+                self._rsq_add(ref, seq, now)
+            seq = (seq + 1) & 0xFFFFFFFF
+            sent.append(msg)
+        packer.add_many(sent)
+        self.seq = seq
+        if gone:
+            self._release_many(gone)
 
     def _rsq_add(self, entry, seq: int, now: float) -> None:
         if len(self.rsq) >= self.rsq_size:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from ..wire import constants as K
 from .common import (
-    ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, Ctl, Direct, KernelDump, Log, Machine, bulk,
+    ALIVE_INTERVAL, BAD, CTL, DATA, DEFAULT_BUFFER, SEQ_MASK, Ctl, Direct, KernelDump, Log, Machine,
+    Packer, bulk, runs,
 )
 
 TYPE_CHECKING = False
@@ -89,6 +90,24 @@ class NotrackMachine(Machine):
         if msg is not None:
             self.next_seq()
         return msg
+
+    def _transmit_all(self, entries: list, now: float, packer: Packer) -> None:
+        """:meth:`_transmit` of each entry; the runs of objects between other entries
+        are rendered by the source's ``render_many`` and released together."""
+        render_many = getattr(self.source, "render_many", None)
+        if render_many is None:
+            return super()._transmit_all(entries, now, packer)
+        for run, entry in runs(entries):
+            if run:
+                msgs = render_many(run, self.seq, 0)
+                sent = [m for m in msgs if m is not None]
+                self.seq = (self.seq + len(sent)) & SEQ_MASK
+                packer.add_many(sent)
+                self._release_many(run)
+            if entry is not None:
+                msg = self._transmit(entry, now)
+                if msg is not None:
+                    packer.add(msg)
 
     def _after_run(self, now: float) -> None:
         self.alive_at = now + ALIVE_INTERVAL

@@ -14,18 +14,21 @@ path :func:`..wire.ctsync.payload_flow_attrs` + :func:`..entry.split` for the re
 from __future__ import annotations
 
 import struct
+from itertools import groupby
+from operator import itemgetter
 
-from ..cache import DEAD, META, NEW, STATUS_MASK, parse_expect
+from ..cache import META, NEW, STATUS_MASK, parse_expect
 from ..entry import _attrs_by_shape, split
 from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs
 from .common import CacheOp
 from .entries import entry_parts
+from .entries import layout as entry_layout
 from .entries import render as render_entry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator
+    from typing import Callable
 
     from ..cache import Cache, ExpectCache
 
@@ -63,13 +66,67 @@ class CacheSource:
         return encode_message(SyncMessage(3 + status, flags, seq, exp),
                               commit_timeout=self.commit_timeout)
 
-    def refs(self) -> Iterator[tuple]:
+    def render_many(self, refs: list[tuple], seq: int, flags: int) -> list[bytes | None]:
+        """:meth:`render` of each of ``refs`` in one loop, the first message numbered
+        ``seq`` and each next one the following number (a gone or broken object, None,
+        takes none)."""
+        out: list[bytes | None] = []
+        append = out.append
+        wt, ct = self.window_tracking, self.commit_timeout
+        from_bytes = int.from_bytes
+        cache = get = None
+        is_ct = False
+        # the layout of the previous entry (runs of one layout are common), and the
+        # senders of the layouts seen by (template id, value length)
+        known: dict[int, list[tuple[int, int, Callable]]] = {}
+        k0 = vlen = -1
+        vmask = vexp = 0
+        send = None
+        for ref in refs:
+            try:
+                c, key = ref
+                if c is not cache:
+                    cache, get, is_ct = c, c.lookup, c.kind == "ct"
+                value = get(key)
+                if value is None:
+                    append(None)
+                    continue
+                if not is_ct:
+                    msg = self.render(ref, seq, flags)
+                else:
+                    if not (key[0] == k0 and len(value) == vlen
+                            and from_bytes(value, "little") & vmask == vexp):
+                        k0, vlen = key[0], len(value)
+                        b = from_bytes(value, "little")
+                        for vmask, vexp, send in known.get(k0 << 16 | vlen, ()):
+                            if b & vmask == vexp:
+                                break
+                        else:
+                            lay = entry_layout(key, value)
+                            if lay is None:
+                                k0, send = -1, None
+                            else:
+                                vmask, vexp = lay.vmask, lay.vexpected
+                                send = lay.sender(wt, ct, key, value)
+                                known.setdefault(k0 << 16 | vlen, []).append(
+                                    (vmask, vexp, send))
+                    msg = send(key, value, flags, seq) if send is not None else None
+                    if msg is None:
+                        msg = render_entry(key, value, value[0] & STATUS_MASK, seq, flags,
+                                           window_tracking=wt, commit_timeout=ct)
+            except Exception:  # a broken object is skipped (Machine._render)
+                msg = None
+            append(msg)
+            if msg is not None:
+                seq = (seq + 1) & 0xFFFFFFFF
+        return out
+
+    def refs(self) -> list[tuple]:
+        out: list[tuple] = []
         for cache in (self.ct, self.exp):
-            if cache is None:
-                continue
-            for key in cache:
-                if cache.status(key) != DEAD:
-                    yield (cache, key)
+            if cache is not None:
+                out += [(cache, key) for key in cache.live_keys()]
+        return out
 
     def hold(self, ref: tuple) -> None:
         ref[0].hold(ref[1])
@@ -77,7 +134,19 @@ class CacheSource:
     def release(self, ref: tuple) -> None:
         ref[0].put(ref[1])
 
+    def hold_many(self, refs: list[tuple]) -> None:
+        """:meth:`hold` of each of ``refs`` (distinct)."""
+        for cache, group in groupby(refs, _CACHE):
+            cache.hold_many(list(map(_KEY, group)))
 
+    def release_many(self, refs: list[tuple]) -> None:
+        """:meth:`release` of each of ``refs``."""
+        for cache, group in groupby(refs, _CACHE):
+            cache.put_many(list(map(_KEY, group)))
+
+
+_CACHE = itemgetter(0)
+_KEY = itemgetter(1)
 _NLMSG = struct.Struct("=IHHIIBBH")
 
 

@@ -22,6 +22,7 @@ the whole nested request; it equals :func:`commit_request` of the decoded flow
 """
 from __future__ import annotations
 
+import re
 import struct
 
 from ctnetlink.decode import _flow_decoder, _str
@@ -30,7 +31,9 @@ from ctnetlink.encode import encode_flow as ct_encode_flow
 from . import flowenc
 from . import kernel as KR
 from .codec import CT_DECODER, flow_message
-from .flowenc import MAX_FORMATS, PORT_GROUPS, compile_variant, labels_payload, variant_source
+from .flowenc import (
+    MAX_FORMATS, PORT_GROUPS, compile_variant, labels_payload, variant_parts, variant_source,
+)
 from .shapes import ICMP_REPLY, ICMPV6_REPLY, Slot
 
 TYPE_CHECKING = False
@@ -50,6 +53,20 @@ def _leaf(shape, *path: str) -> int | None:
 def _encoder_source(shape, proto: int, wt: bool, ct: bool) -> tuple[str, dict, int, str] | None:
     """(dispatcher source, value expressions, address version, group) of a layout and
     protocol; None when the Flow path must be taken."""
+    made = _encoder_lines(shape, proto, wt, ct)
+    if made is None:
+        return None
+    L, x, version, group = made
+    L = ["def enc(v, vt, flags, seq):", *L, "    fn = _V(bits)\n    if fn is None:\n"
+         "        fn = _variant(bits)", "    return fn(vt, flags, seq, v, rd, rs, h, lb)"]
+    return "\n".join(L) + "\n", x, version, group
+
+
+def _encoder_lines(shape, proto: int, wt: bool, ct: bool
+                   ) -> tuple[list[str], dict, int, str] | None:
+    """(the dispatcher's lines computing ``bits``, ``rd``, ``rs``, ``h`` and ``lb`` from
+    the values ``v``, value expressions, address version, group): see
+    :func:`_encoder_source`."""
     if any(path[0] in _FALLBACK for path in shape.leaves):
         return None
     g = _leaf
@@ -103,7 +120,7 @@ def _encoder_source(shape, proto: int, wt: bool, ct: bool) -> tuple[str, dict, i
          "labels": "lb", "its": v(idx["its"]), "isn": v(idx["isn"]), "tsoff": v(idx["tsoff"]),
          "zone": v(idx["zone"])}
     st = v(idx["status"], "None")
-    L = ["def enc(v, vt, flags, seq):", f"    st = {st}; bits = 0; rd = rs = 0; h = lb = None"]
+    L = [f"    st = {st}; bits = 0; rd = rs = 0; h = lb = None"]
     if (group in ("tcp", "sctp", "dccp") and pi.get("STATE") is not None) or (
             group == "icmp" and idx["itype"] is not None):
         L.append("    bits = 1")
@@ -139,9 +156,17 @@ def _encoder_source(shape, proto: int, wt: bool, ct: bool) -> tuple[str, dict, i
         L.append("    bits |= 512")
     if idx["zone"] is not None:
         L.append("    bits |= 1024")
-    L.append("    fn = _V(bits)\n    if fn is None:\n        fn = _variant(bits)")
-    L.append("    return fn(vt, flags, seq, v, rd, rs, h, lb)")
-    return "\n".join(L) + "\n", x, version, group
+    const, rest = 0, []
+    for line in L[1:]:  # the bits every message of the layout has: one constant
+        m = _CONST_BITS.fullmatch(line)
+        if m:
+            const |= int(m.group(1))
+        else:
+            rest.append(line)
+    return [L[0].replace("bits = 0", f"bits = {const}"), *rest], x, version, group
+
+
+_CONST_BITS = re.compile(r"    bits \|?= (\d+)")
 
 
 def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
@@ -162,6 +187,59 @@ def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
     ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
     exec(source, ns)  # noqa: S102 - generated from the ctnetlink layout and the sync schema
     return ns["enc"]
+
+
+def _compile_fused(shape, proto: int, wt: bool, ct: bool, signature: str, head: list[str],
+                   env: dict, inline: tuple[int, ...] = (), count: int | None = None
+                   ) -> Callable | None:
+    """A sync encoder of a layout and protocol (see :func:`_compile`) whose signature
+    and first lines ``head`` are the caller's: they must set the ctnetlink values, ``vt``,
+    ``flags`` and ``seq`` from their arguments and the names of ``env``; the values as
+    the tuple ``v``, or (``count`` of them given) as the local names ``_v0``, ``_v1``...
+    The variants ``inline`` (bits and lengths, see :func:`_bits_of`) are packed in
+    place, the others by their own functions; None where the Flow path must be taken."""
+    made = _encoder_lines(shape, proto, wt, ct)
+    if made is None:
+        return None
+    L, x, version, group = made
+    variants: dict[int, Callable] = {}
+
+    def make_variant(key: int) -> Callable:
+        fn = compile_variant(*variant_source(version, group, wt, key, x, "v, rd, rs, h, lb",
+                                             v4_int=False))
+        if len(variants) >= MAX_FORMATS:
+            variants.clear()
+        variants[key] = fn
+        return fn
+
+    ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
+    ns.update(env)
+    src = [*L]
+    for i, bits in enumerate(inline):
+        fmt, body, size = variant_parts(version, group, wt, bits, x, v4_int=False)
+        ns[f"_W{i}"] = struct.Struct(">BBHI" + fmt).pack
+        src.append(f"    if bits == {bits}:\n        return _W{i}(vt, flags, {size}, seq, {body})")
+    if count is not None:
+        src = [_VALUE.sub(r"_v\1", line) for line in src]
+        src.append(f"    v = ({''.join(f'_v{i}, ' for i in range(count))})")
+    src.append("    fn = _V(bits)\n    if fn is None:\n        fn = _variant(bits)\n"
+               "    return fn(vt, flags, seq, v, rd, rs, h, lb)")
+    exec("\n".join([f"def send({signature}):", *head, *src]) + "\n", ns)  # noqa: S102
+    return ns["send"]
+
+
+_VALUE = re.compile(r"\bv\[(\d+)\]")
+
+
+def _bits_of(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
+    """``bits(v)``: the variant (bits and lengths) the encoder of a layout and protocol
+    chooses for the values ``v`` (None: the Flow path)."""
+    made = _encoder_lines(shape, proto, wt, ct)
+    if made is None:
+        return None
+    ns = {"_str": _str, "_labels": labels_payload}
+    exec("\n".join(["def bits(v):", *made[0], "    return bits"]) + "\n", ns)  # noqa: S102
+    return ns["bits"]
 
 
 _NONE = object()

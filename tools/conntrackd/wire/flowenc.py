@@ -296,10 +296,11 @@ def _variant_attrs(version: int, group: str, wt: bool, bits: int,
     return out
 
 
-def variant_source(version: int, group: str, wt: bool, key: int, x: dict[str, str],
-                   args: str = FLOW_ARGS, v4_int: bool = V4_INT) -> tuple[str, str]:
-    """(source of ``var(vt, flags, seq, <args>)``, body format) of the variant ``key``
-    (bits and lengths) with values from the expressions ``x``."""
+def variant_parts(version: int, group: str, wt: bool, key: int, x: dict[str, str],
+                  v4_int: bool = V4_INT) -> tuple[str, str, int]:
+    """(body format, argument expressions, message size) of the variant ``key`` (bits and
+    lengths) with values from the expressions ``x``: the message is
+    ``struct.pack(">BBHI" + format, vt, flags, size, seq, <arguments>)``."""
     fmt, out = "", []
     lengths = {"NTA_HELPER_NAME": (key >> 11) & 0x1F, "NTA_LABELS": key >> 16}
     for name, exprs in _variant_attrs(version, group, wt, key & (LENGTHS - 1), x):
@@ -314,8 +315,14 @@ def variant_source(version: int, group: str, wt: bool, key: int, x: dict[str, st
         out.append(str(exact << 16 | num))
         for e in exprs:
             out.append(f"(({e}) & 255) << 8 | ({e}) >> 8" if swap else e)
-    body = ", ".join(out)
-    size = struct.calcsize(">BBHI" + fmt)
+    return fmt, ", ".join(out), struct.calcsize(">BBHI" + fmt)
+
+
+def variant_source(version: int, group: str, wt: bool, key: int, x: dict[str, str],
+                   args: str = FLOW_ARGS, v4_int: bool = V4_INT) -> tuple[str, str]:
+    """(source of ``var(vt, flags, seq, <args>)``, body format) of the variant ``key``
+    (bits and lengths) with values from the expressions ``x``."""
+    fmt, body, size = variant_parts(version, group, wt, key, x, v4_int)
     return (f"def var(vt, flags, seq, {args}):\n"
             f"    if vt is None:\n        return _B({body})\n"
             f"    return _W(vt, flags, {size}, seq, {body})\n"), fmt
