@@ -67,6 +67,15 @@ with Conntrack(rcvbuf=8 << 20) as ct:
 """
 
 
+def rss_of(pid: int) -> int:
+    """The resident set of a process, bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def fill(ns: str, n: int, proto: str = "udp", start: int = 0) -> None:
     """Create ``n`` entries in ``ns`` with our batched client (seconds, not minutes).
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import ROOT, fill, netns  # noqa: E402
+from benchmarks._common import ROOT, fill, netns, rss_of  # noqa: E402
 
 C_DAEMON = "/usr/sbin/conntrackd"
 HOST_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
@@ -66,14 +66,6 @@ after = rss()
 n = len(mode.cache if mode_name == "stats" else mode.internal)
 print(after, n)
 """
-
-
-def rss_of(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def c_daemon_rss(ns: str, mode: str, limit: int) -> tuple[int, int]:

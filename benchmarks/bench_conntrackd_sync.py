@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "tests"))
 
 from conntrack_tools.conntrackd import handlers as H  # noqa: E402
+from benchmarks._common import rss_of  # noqa: E402
 from helpers.syncpair import SyncPair, make_flows, nft_loss  # noqa: E402
 
 GENERAL = ("\tHashSize 65536\n\tHashLimit 524288\n"
@@ -43,15 +44,6 @@ def active(p: SyncPair, side: str, cache: str) -> int:
     text = p.stats(side)
     m = re.search(rf"cache {cache}:\ncurrent active connections:\s+(\d+)", text)
     return int(m.group(1)) if m else -1
-
-
-def rss(pid: int) -> int:
-    """The resident set of a process, bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def fill(p: SyncPair, n: int, base: int = 0) -> None:
@@ -79,10 +71,10 @@ PREFIX = "repl"
 def bench_resync(kind: str, n: int, wait: float, backup: str | None = None) -> None:
     """``kind`` pair, or with ``backup`` a mixed pair (primary ``kind``)."""
     with SyncPair(kind, backup or kind, kind=TRANSPORT, general=GENERAL, prefix=PREFIX) as p:
-        rss0 = rss(p.b.proc.pid)
+        rss0 = rss_of(p.b.proc.pid)
         fill(p, n)
         until(lambda: active(p, "b", "external") >= n, wait)
-        held = (rss(p.b.proc.pid) - rss0) / n
+        held = (rss_of(p.b.proc.pid) - rss0) / n
         p.b.request(H.CT_FLUSH_EXT_CACHE)
         t0 = time.monotonic()
         p.b.request(H.REQUEST_DUMP)

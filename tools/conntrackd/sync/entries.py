@@ -232,16 +232,23 @@ def entry_parts(shape, values, drop: tuple = ()) -> tuple | None:
     ps = shape.slots.get(2)
     if ps is None:
         return None
-    proto = values[ps.index]
+    fn = entry_function(shape, values[ps.index], drop)
+    if fn is None:
+        return None
+    return fn(values, None)
+
+
+def entry_function(shape, proto: int, drop: tuple = ()) -> Callable | None:
+    """The function :func:`entry_parts` calls for a payload layout and protocol (its
+    first call compiles the layout and replaces it: look it up again after that); None
+    for the general path."""
     cache = shape.cache
     k = ("entry", proto, drop)
     fn = cache.get(k, _NONE)
     if fn is _NONE:
         fn = cache[k] = _compile_entry(shape.slots, proto, drop,
                                        lambda f: cache.__setitem__(k, f))
-    if fn is None:
-        return None
-    return fn(values, None)
+    return fn
 
 
 # --- send: cache entry -> sync message ---------------------------------------------------------

@@ -22,7 +22,7 @@ from ..entry import _attrs_by_shape, split
 from ..wire.codec import SyncMessage, encode_message
 from ..wire.ctsync import payload_flow_attrs
 from .common import CacheOp
-from .entries import entry_parts
+from .entries import entry_function, entry_parts
 from .entries import layout as entry_layout
 from .entries import render as render_entry
 
@@ -234,10 +234,10 @@ def apply_batch(items: list[tuple], ct: Cache) -> None:
                 last_proto = proto = values[pi]
                 fn = byproto.get(proto, _NONE)
                 if fn is _NONE:
-                    fn = _entry_fn(shape, proto, drop)
+                    fn = entry_function(shape, proto, drop)
                     if fn is not None:
                         made = fn(values, None)  # compiles the layout on first use
-                    fn = byproto[proto] = _entry_fn(shape, proto, drop)
+                    fn = byproto[proto] = entry_function(shape, proto, drop)
                 elif fn is not None:
                     made = fn(values, None)
                 last_fn = fn
@@ -267,17 +267,3 @@ def apply_batch(items: list[tuple], ct: Cache) -> None:
 _MEMOS: dict[tuple, dict] = {}
 """Per dropped-types tuple: payload shape -> (protocol slot, entry function per
 protocol)."""
-
-
-def _entry_fn(shape, proto: int, drop: tuple):
-    """The compiled entry function of a payload layout and protocol (what
-    :func:`.entries.entry_parts` looks up), None for the general path."""
-    from .entries import _NONE as NONE, _compile_entry
-
-    cache = shape.cache
-    k = ("entry", proto, drop)
-    fn = cache.get(k, NONE)
-    if fn is NONE:
-        fn = cache[k] = _compile_entry(shape.slots, proto, drop,
-                                       lambda f: cache.__setitem__(k, f))
-    return fn

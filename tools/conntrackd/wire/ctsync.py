@@ -169,11 +169,9 @@ def _encoder_lines(shape, proto: int, wt: bool, ct: bool
 _CONST_BITS = re.compile(r"    bits \|?= (\d+)")
 
 
-def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
-    made = _encoder_source(shape, proto, wt, ct)
-    if made is None:
-        return None
-    source, x, version, group = made
+def _variant_namespace(version, group, wt: bool, x) -> dict:
+    """The names a generated encoder needs: its variants (compiled on first use, at most
+    MAX_FORMATS kept) and the payload helpers."""
     variants: dict[int, Callable] = {}
 
     def make_variant(key: int) -> Callable:
@@ -184,7 +182,15 @@ def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
         variants[key] = fn
         return fn
 
-    ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
+    return {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
+
+
+def _compile(shape, proto: int, wt: bool, ct: bool) -> Callable | None:
+    made = _encoder_source(shape, proto, wt, ct)
+    if made is None:
+        return None
+    source, x, version, group = made
+    ns = _variant_namespace(version, group, wt, x)
     exec(source, ns)  # noqa: S102 - generated from the ctnetlink layout and the sync schema
     return ns["enc"]
 
@@ -202,17 +208,7 @@ def _compile_fused(shape, proto: int, wt: bool, ct: bool, signature: str, head: 
     if made is None:
         return None
     L, x, version, group = made
-    variants: dict[int, Callable] = {}
-
-    def make_variant(key: int) -> Callable:
-        fn = compile_variant(*variant_source(version, group, wt, key, x, "v, rd, rs, h, lb",
-                                             v4_int=False))
-        if len(variants) >= MAX_FORMATS:
-            variants.clear()
-        variants[key] = fn
-        return fn
-
-    ns = {"_V": variants.get, "_variant": make_variant, "_str": _str, "_labels": labels_payload}
+    ns = _variant_namespace(version, group, wt, x)
     ns.update(env)
     src = [*L]
     for i, bits in enumerate(inline):
