@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 from conntrack_tools.conntrackd import handlers as H  # noqa: E402
 from benchmarks._common import rss_of  # noqa: E402
-from helpers.syncpair import SyncPair, make_flows, nft_loss  # noqa: E402
+from helpers.syncpair import SyncPair, make_flows  # noqa: E402
 
 GENERAL = ("\tHashSize 65536\n\tHashLimit 524288\n"
            "\tNetlinkBufferSize 2097152\n\tNetlinkBufferSizeMaxGrowth 16777216\n")
@@ -106,13 +106,7 @@ def bench_burst(kind: str, n: int, wait: float) -> None:
 
 
 def bench_loss(kind: str, n: int, wait: float) -> None:
-    p = SyncPair(kind, kind, kind=TRANSPORT, prefix=PREFIX)
-    p.links.create()
-    try:
-        for side in "ab":
-            nft_loss(p.ns(side))
-        for side in "ab":
-            p.start(side)
+    with SyncPair(kind, kind, kind=TRANSPORT, prefix=PREFIX, lossy=True) as p:
         for base in range(0, n, 100):
             make_flows(p.ns("a"), 100, base=base)
             time.sleep(0.05)
@@ -120,8 +114,6 @@ def bench_loss(kind: str, n: int, wait: float) -> None:
         got = active(p, "b", "external")
         print(f"{kind:>5} pair  20% loss, {n} flows: {got}/{n} reached the backup "
               f"(lost {n - got}), complete after {fmt(t)}", flush=True)
-    finally:
-        p.close()
 
 
 def main() -> None:

@@ -26,6 +26,17 @@ OURS = (sys.executable, "-m", "conntrack_tools.conntrackd")
 """Our conntrackd (the same command line as the reference's)."""
 
 
+def terminate(proc: subprocess.Popen | None, wait: float) -> None:
+    """SIGTERM to a daemon still running, SIGKILL if it has not exited after ``wait`` s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def request(path: str, code: int, timeout: float = 30.0) -> bytes:
     """Send request ``code`` to the control socket at ``path``; the whole reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -90,13 +101,7 @@ class CDaemon:
             return []
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None
 
     def close(self) -> None:

@@ -17,14 +17,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .cdaemon import CONNTRACKD, OURS, request
+from .cdaemon import CONNTRACKD, OURS, request, terminate
 from .netns import NetNS
 
 ADDR = "10.239.0.1"
@@ -170,13 +169,7 @@ class CommitRig:
         return float(found[-1]) if found else None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 20)
         self.proc = None
 
     def close(self) -> None:

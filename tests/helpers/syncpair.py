@@ -50,8 +50,9 @@ class SyncPair:
     def __init__(self, primary: str = "ours", backup: str = "ours", *, mode: str = "ftfw",
                  kind: str = "udp4", mode_opts: str = "", extra: str = "",
                  general: str = "", second: str | None = None, filter: str = FILTER,
-                 prefix: str = "repl") -> None:
+                 prefix: str = "repl", lossy: bool = False) -> None:
         self.links = SyncLinks(2 if second else 1, prefix=prefix)
+        self.lossy = lossy  # 20% loss both ways on the sync link before the daemons start
         self.second = second
         self.filter = filter
         self.kinds = {"a": primary, "b": backup}
@@ -65,6 +66,9 @@ class SyncPair:
     def __enter__(self) -> "SyncPair":
         self.links.create()
         try:
+            if self.lossy:
+                for side in "ab":
+                    nft_loss(self.ns(side))
             for side in "ab":
                 self.start(side)
         except BaseException:

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conntrack_tools.conntrackd import handlers as H  # noqa: E402
-from helpers.syncpair import SyncPair, make_flows, nft_loss  # noqa: E402
+from helpers.syncpair import SyncPair, make_flows  # noqa: E402
 from helpers.syncsim import ctl, data  # noqa: E402
 
 from conntrack_tools.conntrackd.wire import constants as K  # noqa: E402
@@ -33,21 +33,13 @@ def test_loss_from_the_start_loses_nothing() -> None:
     """20% random loss in both directions on the sync link from before the daemons
     start: every one of 2,000 flows reaches our backup (the C pair loses some here:
     ``benchmarks/bench_conntrackd_sync.py`` prints it)."""
-    p = SyncPair("ours", "ours", mode="ftfw")
-    p.links.create()
-    try:
-        for side in "ab":
-            nft_loss(p.ns(side))
-        for side in "ab":
-            p.start(side)
+    with SyncPair("ours", "ours", mode="ftfw", lossy=True) as p:
         for base in range(0, 2000, 100):
             make_flows(p.ns("a"), 100, base=base)
         assert p.wait_external(2000, timeout=90), len(p.external())
         net = p.stats("b", H.STATS_NETWORK)
         assert counter(net, "Packets lost") > 0  # the loss was real
         assert len(p.external()) == 2000
-    finally:
-        p.close()
 
 
 @pytest.mark.parametrize("restart", ["a", "b"])

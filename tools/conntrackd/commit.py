@@ -498,27 +498,18 @@ class Committer:
                 if timeout <= 0:
                     timeout = FALLBACK_TIMEOUT
             req = KR.commit_expect(exp, timeout=timeout)
-            try:
-                self.ct.create_expect(req)
+            what = "commit-create"
+            err = _errno_of(self.ct.create_expect, req, ConntrackError)
+            if err == errno.EEXIST:
+                what = "commit-destroy"
+                err = _errno_of(self.ct.delete_expect, req, ConntrackError)
+                if err in (None, errno.ENOENT):
+                    what = "commit-create"
+                    err = _errno_of(self.ct.create_expect, req, ConntrackError)
+            if err is None:
                 job.ok += 1
-                continue
-            except ConntrackError as e:
-                if e.errno != errno.EEXIST:
-                    self._failed(cache, key, "commit-create", e.errno)
-                    job.fail += 1
-                    continue
-            try:
-                self.ct.delete_expect(req)
-            except ConntrackError as e:
-                if e.errno != errno.ENOENT:
-                    self._failed(cache, key, "commit-destroy", e.errno)
-                    job.fail += 1
-                    continue
-            try:
-                self.ct.create_expect(req)
-                job.ok += 1
-            except ConntrackError as e:
-                self._failed(cache, key, "commit-create", e.errno)
+            else:
+                self._failed(cache, key, what, err)
                 job.fail += 1
         job.pos = end
         return job.pos >= len(job.keys)
@@ -578,3 +569,12 @@ class Committer:
             job.workers = None
         self.jobs = []
         self._finish()
+
+
+def _errno_of(call: Callable[[Any], Any], req: Any, error: type) -> int | None:
+    """None when ``call(req)`` succeeds, else the errno of the ``error`` it raised."""
+    try:
+        call(req)
+    except error as e:
+        return e.errno
+    return None

@@ -402,15 +402,22 @@ class Kernel:
 
     # --- overruns and resync ---------------------------------------------------------------
     def _overrun(self) -> None:
-        s = self.settings
         self.stats.netlink_overrun += 1
         self.stats.catch_event_failed += 1
-        if s.netlink_overrun_resync > 0 and self.resync_enabled:
-            self._resync_pending = True
-            if self._resync_timer is not None:
-                self._resync_timer.cancel()
-            self._resync_timer = self.loop.call_later(s.netlink_overrun_resync, self._resync_due)
+        self._schedule_resync()
         self._grow()
+
+    def _schedule_resync(self) -> bool:
+        """A resync at the latest after ``NetlinkOverrunResync`` seconds (the timer
+        restarted; False: none configured)."""
+        s = self.settings
+        if not (s.netlink_overrun_resync > 0 and self.resync_enabled):
+            return False
+        self._resync_pending = True
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+        self._resync_timer = self.loop.call_later(s.netlink_overrun_resync, self._resync_due)
+        return True
 
     def _grow(self) -> None:
         if self._warned:
@@ -501,10 +508,5 @@ class Kernel:
         for g in self._groups():
             sock.add_membership(g)
         self.loop.add_reader(sock.fileno(), self.on_readable)
-        s = self.settings
-        if s.netlink_overrun_resync > 0 and self.resync_enabled:
-            self._resync_pending = True
-            if self._resync_timer is not None:
-                self._resync_timer.cancel()
-            self._resync_timer = self.loop.call_later(s.netlink_overrun_resync, self._resync_due)
+        if self._schedule_resync():
             self._arm_quiet()
